@@ -1,0 +1,33 @@
+# Red Steward. `make run` serves the sandbox; `make test` runs the suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+export REDSTEWARD_APP_PUBLIC_URL ?= http://127.0.0.1:$(PORT)
+
+.PHONY: install run test bench clean migration
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/flask --app wsgi serve-setup
+	$(BIN)/flask --app wsgi run --host 127.0.0.1 --port $(PORT) --no-reload
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache
+
+# Regenerate the schema migration after a model change (pre-release: one initial revision).
+migration: install
+	rm -f migrations/versions/0001_initial_schema.py instance/migration-gen.sqlite3
+	$(BIN)/python -c "from bot.cli import alembic_config; from alembic import command; \
+	command.revision(alembic_config('sqlite:///instance/migration-gen.sqlite3'), message='initial schema', autogenerate=True, rev_id='0001')"
+	rm -f instance/migration-gen.sqlite3*

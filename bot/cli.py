@@ -1,0 +1,111 @@
+"""Commands under `flask --app wsgi …`: database, menu, demo data, outbox."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from alembic import command
+from alembic.config import Config
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from handlers import menus as menu_loader
+
+ROOT = Path(__file__).resolve().parent.parent
+
+db_cli = AppGroup("db", help="Database schema.")
+menu_cli = AppGroup("menu", help="menus.yaml: check and push to WeChat.")
+demo_cli = AppGroup("demo", help="Demo data for sandbox mode.")
+outbox_cli = AppGroup("outbox", help="The outbox of template messages and e-mails.")
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration, pointed at this app's database."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade_database(app: Flask) -> None:
+    """Creates or migrates the schema to the newest revision."""
+    url = app.config["REDSTEWARD"]["database"]["url"]
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), "head")
+
+
+@db_cli.command("upgrade")
+def db_upgrade():
+    """Create or migrate the database to the newest schema."""
+    upgrade_database(current_app)
+    click.echo("database is at the newest schema")
+
+
+@menu_cli.command("check")
+@click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False))
+def menu_check(path):
+    """Validate menus.yaml (or PATH) and name the line of each problem."""
+    try:
+        menus = menu_loader.load(path or menu_loader.DEFAULT_PATH)
+    except menu_loader.MenuError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+    click.echo(f"ok: {len(menus.menu['button'])} buttons, {len(menus.clicks)} clicks, "
+               f"{len(menus.flows)} flows, {len(menus.keywords)} keywords")
+
+
+@menu_cli.command("sync")
+def menu_sync():
+    """Push the checked menu to WeChat (menu/create)."""
+    from .wechat_api import build_client
+    settings = current_app.config["REDSTEWARD"]
+    menus = current_app.extensions["redsteward.services"].menus
+    client = build_client(settings, current_app.extensions["redsteward.sessions"])
+    client.post("menu/create", data=menus.menu)
+    click.echo(f"menu pushed to {settings['wechat']['api_base_url']}")
+
+
+@demo_cli.command("load")
+@click.option("--if-empty", is_flag=True, help="Only when the database has no organisations yet.")
+def demo_load(if_empty):
+    """Load the demo park: streets, communities, estates, stewards."""
+    from . import demo
+    from .db import get_session
+    loaded = demo.load(get_session(), only_if_empty=if_empty)
+    click.echo("demo data loaded" if loaded else "database not empty; demo data skipped")
+
+
+@outbox_cli.command("send")
+def outbox_send():
+    """Send every due message once (the scheduler does this every few seconds)."""
+    from . import outbox
+    from .wechat_api import build_client
+    settings = current_app.config["REDSTEWARD"]
+    sessions = current_app.extensions["redsteward.sessions"]
+    counts = outbox.dispatch_due(sessions, build_client(settings, sessions), settings)
+    click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@click.command("serve-setup")
+def serve_setup():
+    """What `make run` does before serving: migrate, load demo data into an empty sandbox."""
+    upgrade_database(current_app)
+    settings = current_app.config["REDSTEWARD"]
+    if settings["wechat"]["sandbox"]:
+        from . import demo
+        from .db import get_session
+        demo.load(get_session(), only_if_empty=True)
+    base = settings["app"]["public_url"].rstrip("/")
+    click.echo(f"\n  Red Steward ({'sandbox' if settings['wechat']['sandbox'] else 'production'})")
+    click.echo(f"  Simulator: {base}/sandbox/")
+    click.echo(f"  Webhook:   {base}/wechat\n")
+
+
+def init_app(app: Flask) -> None:
+    """Registers the command groups."""
+    for group in (db_cli, menu_cli, demo_cli, outbox_cli):
+        app.cli.add_command(group)
+    app.cli.add_command(serve_setup)

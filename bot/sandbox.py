@@ -1,0 +1,148 @@
+"""Sandbox mode: a stand-in of the WeChat API that records calls, and the chat simulator."""
+from __future__ import annotations
+
+import secrets
+import time
+
+import xmltodict
+from flask import Blueprint, current_app, jsonify, render_template, request
+from sqlalchemy import select
+
+from models import SandboxCall, Steward
+
+from . import outbox
+from .db import get_session
+from .webhook import sign
+from .wechat_api import build_client
+
+bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+
+RECIPIENT_FIELDS = ("touser", "openid")
+
+
+# --- the API stand-in -------------------------------------------------------------------
+
+def _record(endpoint: str, payload: dict) -> None:
+    """Stores a call so the simulator can show it."""
+    s = get_session()
+    openid = next((payload.get(f) for f in RECIPIENT_FIELDS if payload.get(f)), None)
+    s.add(SandboxCall(endpoint=endpoint, openid=openid, payload=payload))
+    s.commit()
+
+
+@bp.route("/api/cgi-bin/token", methods=["GET"])
+@bp.route("/api/cgi-bin/stable_token", methods=["POST"])
+def api_token():
+    """Issues a token to the configured sandbox appid and secret."""
+    wx = current_app.config["REDSTEWARD"]["wechat"]
+    data = request.get_json(silent=True) or request.args
+    if data.get("appid") != wx["appid"] or data.get("secret") != wx["appsecret"]:
+        return jsonify(errcode=40125, errmsg="invalid appsecret")
+    return jsonify(access_token="sandbox-" + secrets.token_hex(16), expires_in=7200)
+
+
+@bp.route("/api/cgi-bin/<path:endpoint>", methods=["GET", "POST"])
+def api_call(endpoint: str):
+    """Any other API call: recorded, answered as WeChat would answer success."""
+    if not request.args.get("access_token"):
+        return jsonify(errcode=41001, errmsg="access_token missing")
+    payload = request.get_json(silent=True) or {}
+    _record(endpoint, payload)
+    if endpoint == "message/template/send":
+        return jsonify(errcode=0, errmsg="ok", msgid=int(time.time() * 1000))
+    if endpoint == "qrcode/create":
+        return jsonify(ticket="sandbox-" + secrets.token_hex(8), expire_seconds=0,
+                       url="http://weixin.qq.com/q/sandbox")
+    return jsonify(errcode=0, errmsg="ok")
+
+
+# --- the simulator -------------------------------------------------------------------
+
+@bp.route("/")
+def simulator():
+    """The simulator page: pick an openid, click the real menu, chat."""
+    services = current_app.extensions["redsteward.services"]
+    stewards = get_session().scalars(select(Steward).order_by(Steward.id)).all()
+    return render_template("sandbox/simulator.html", menu=services.menus.menu["button"],
+                           stewards=stewards)
+
+
+@bp.route("/send", methods=["POST"])
+def send():
+    """Builds the XML WeChat would send, signs it, and posts it through the real /wechat path."""
+    data = request.get_json(force=True)
+    openid = str(data.get("openid") or "").strip()[:64]
+    if not openid:
+        return jsonify(error="openid required"), 400
+    fields = {"ToUserName": "gh_sandbox", "FromUserName": openid, "CreateTime": int(time.time())}
+    kind = data.get("kind")
+    if kind == "text":
+        fields.update(MsgType="text", Content=str(data.get("content", "")))
+    elif kind == "click":
+        fields.update(MsgType="event", Event="CLICK", EventKey=str(data.get("key", "")))
+    elif kind == "subscribe":
+        scene = str(data.get("scene") or "")
+        fields.update(MsgType="event", Event="subscribe", EventKey=f"qrscene_{scene}" if scene else "")
+    elif kind == "scan":
+        fields.update(MsgType="event", Event="SCAN", EventKey=str(data.get("scene", "")), Ticket="sandbox")
+    elif kind == "location":
+        fields.update(MsgType="location", Location_X=str(data.get("lat", "31.3")),
+                      Location_Y=str(data.get("lng", "120.7")), Scale="15", Label=str(data.get("label", "")))
+    elif kind == "image":
+        fields.update(MsgType="image", PicUrl=str(data.get("url") or "/static/sandbox-photo.png"),
+                      MediaId="sandbox-media-" + secrets.token_hex(6))
+    elif kind == "voice":
+        fields.update(MsgType="voice", MediaId="sandbox-voice-" + secrets.token_hex(6), Format="amr",
+                      Recognition=str(data.get("recognition", "")))
+    else:
+        return jsonify(error=f"unknown kind {kind!r}"), 400
+    if kind not in ("click", "subscribe", "scan"):
+        fields["MsgId"] = str(int(time.time() * 1e6) + secrets.randbelow(1000))
+    xml = xmltodict.unparse({"xml": fields})
+    reply = _post_signed(xml)
+    _flush_outbox()
+    return jsonify(reply=reply)
+
+
+def _post_signed(xml: str) -> dict:
+    """Signs (and in safe/compatible mode encrypts) the XML and calls /wechat in-process."""
+    wx = current_app.config["REDSTEWARD"]["wechat"]
+    ts, nonce = str(int(time.time())), secrets.token_hex(5)
+    args = {"timestamp": ts, "nonce": nonce, "signature": sign(wx["token"], ts, nonce)}
+    crypto = current_app.extensions.get("redsteward.crypto")
+    body = xml
+    if crypto is not None and wx["encrypt_mode"] != "plain":
+        body = crypto.encrypt_message(xml, nonce, ts)
+        encrypted = xmltodict.parse(body)["xml"]
+        args.update(encrypt_type="aes", msg_signature=encrypted["MsgSignature"])
+    resp = current_app.test_client().post("/wechat", query_string=args, data=body.encode())
+    text = resp.get_data(as_text=True)
+    if resp.status_code != 200 or text == "success":
+        return {"status": resp.status_code, "type": "none"}
+    if args.get("encrypt_type"):
+        outer = xmltodict.parse(text)["xml"]
+        text = crypto.decrypt_message(text, outer["MsgSignature"], outer["TimeStamp"], outer["Nonce"])
+    parsed = xmltodict.parse(text)["xml"]
+    if parsed["MsgType"] == "news":
+        items = parsed["Articles"]["item"]
+        items = items if isinstance(items, list) else [items]
+        return {"status": 200, "type": "news", "articles": items}
+    return {"status": 200, "type": "text", "content": parsed.get("Content", "")}
+
+
+def _flush_outbox() -> None:
+    """Sends what the message queued at once, so the simulator shows template messages live."""
+    settings = current_app.config["REDSTEWARD"]
+    sessions = current_app.extensions["redsteward.sessions"]
+    outbox.dispatch_due(sessions, build_client(settings, sessions), settings, limit=50)
+
+
+@bp.route("/messages/<openid>")
+def messages(openid: str):
+    """Template and customer-service messages the stand-in received for an openid."""
+    after = request.args.get("after", 0, type=int)
+    rows = get_session().scalars(select(SandboxCall).where(SandboxCall.openid == openid,
+                                                           SandboxCall.id > after)
+                                 .order_by(SandboxCall.id).limit(100)).all()
+    return jsonify(messages=[{"id": r.id, "endpoint": r.endpoint, "payload": r.payload,
+                              "at": r.created_at.isoformat()} for r in rows])

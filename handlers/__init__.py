@@ -1,0 +1,1 @@
+"""Conversation flows, steward commands and scheduled jobs. No Flask request objects here."""

@@ -1,0 +1,2 @@
+"""Imports every handler module so their names are registered with the registry."""
+from . import help_request, verification, welcome  # noqa: F401

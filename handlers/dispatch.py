@@ -1,0 +1,148 @@
+"""The dispatcher: one incoming message or event in, one reply out, exactly once."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import Conversation, ProcessedMessage, utcnow
+from models.resident import get_or_create
+
+from . import flows, registry
+from .context import Context, Services
+from .replies import NoReply, Reply, Text, from_dict
+from .texts import say
+
+logger = logging.getLogger(__name__)
+
+SILENT_EVENTS = {"view", "location", "unsubscribe", "templatesendjobfinish", "view_miniprogram"}
+
+
+def dedup_key(msg) -> str:
+    """One key per delivery WeChat may retry: MsgId (+sender, time) or the event's fields."""
+    if msg.type == "event":
+        key = getattr(msg, "key", None) or msg._data.get("EventKey") or ""
+        return f"e:{msg.source}:{msg.time}:{msg.event}:{key}"[:200]
+    return f"m:{msg.source}:{msg.id}:{msg.time}"[:200]
+
+
+def handle(session: Session, msg, services: Services, now: datetime | None = None) -> tuple[Reply, bool]:
+    """Handles one message in its own transaction; returns (reply, was_a_retry)."""
+    now = now or utcnow()
+    key = dedup_key(msg)
+    resident = get_or_create(session, msg.source)
+    conv = _locked_conversation(session, resident.id)
+    done = session.get(ProcessedMessage, key)
+    if done is not None:
+        session.rollback()
+        return from_dict(done.reply), True
+    ctx = Context(session=session, resident=resident, conversation=conv, message=msg,
+                  services=services, now=now)
+    try:
+        reply = route(ctx)
+    except Exception:
+        logger.exception("handler failed for %s message; rolled back", msg.type)
+        session.rollback()
+        return Text(say("error")), False
+    if conv.flow:
+        conv.updated_at = now
+    conv.version += 1
+    resident.last_message_at = now if msg.type != "event" else resident.last_message_at
+    session.add(ProcessedMessage(key=key, reply=reply.to_dict(), created_at=now))
+    try:
+        session.commit()
+    except IntegrityError:
+        # Another worker finished the same delivery first: answer with its reply.
+        session.rollback()
+        done = session.get(ProcessedMessage, key)
+        return (from_dict(done.reply) if done else NoReply()), True
+    return reply, False
+
+
+def _locked_conversation(session: Session, resident_id: int) -> Conversation:
+    """The resident's conversation row, locked so two deliveries queue instead of racing."""
+    conv = session.scalar(select(Conversation).where(Conversation.resident_id == resident_id)
+                          .with_for_update())
+    if conv is None:
+        conv = Conversation(resident_id=resident_id, data={}, history=[], version=0)
+        session.add(conv)
+        try:
+            session.flush()
+        except IntegrityError:
+            session.rollback()
+            return _locked_conversation(session, resident_id)
+    return conv
+
+
+def route(ctx: Context) -> Reply:
+    """Decides what a message means: an event, a step of a flow, a keyword, or a hint."""
+    msg = ctx.message
+    if msg.type == "event":
+        return _event(ctx)
+    expired = flows.expire_if_idle(ctx)
+    reply = _message(ctx)
+    if expired is not None and isinstance(reply, Text):
+        return Text(say("expired", title=expired) + "\n\n" + reply.content)
+    return reply
+
+
+def _message(ctx: Context) -> Reply:
+    """A message from the resident: continue a flow, or start something."""
+    flow = flows.active_flow(ctx)
+    if flow is not None:
+        return flows.advance(ctx, flow)
+    if ctx.message_type == "text":
+        target = _keyword(ctx)
+        if target is not None:
+            return run_target(ctx, target)
+        if "search" in registry.ACTIONS:
+            return registry.ACTIONS["search"](ctx)
+        return Text(say("fallback"))
+    handler = registry.ACTIONS.get(f"message.{ctx.message_type}")
+    if handler is not None:
+        return handler(ctx)
+    return Text(say("unsupported", kind=ctx.message_type))
+
+
+def _keyword(ctx: Context) -> tuple[str, str] | None:
+    """A typed keyword from menus.yaml (exact, or the first word of the message)."""
+    keywords = ctx.services.menus.keywords
+    text = ctx.text
+    if text in keywords:
+        return keywords[text]
+    first = text.split(maxsplit=1)[0] if text else ""
+    return keywords.get(first)
+
+
+def run_target(ctx: Context, target: tuple[str, str]) -> Reply:
+    """Starts a flow or runs an action named in menus.yaml."""
+    kind, name = target
+    if kind == "flow":
+        return flows.start(ctx, ctx.services.menus.flows[name])
+    return registry.ACTIONS[name](ctx)
+
+
+def _event(ctx: Context) -> Reply:
+    """Events: subscribe and scans, menu clicks; the rest need no answer."""
+    event = ctx.message.event
+    if event in ("subscribe", "subscribe_scan", "scan"):
+        ctx.resident.subscribed = True
+        return registry.ACTIONS["event.subscribe"](ctx)
+    if event == "unsubscribe":
+        ctx.resident.subscribed = False
+        ctx.conversation.clear()
+        return NoReply()
+    if event == "click":
+        target = ctx.services.menus.target_for_click(ctx.message.key)
+        if target is None:
+            return Text(say("menu_outdated"))
+        return run_target(ctx, target)
+    handler = registry.ACTIONS.get(f"event.{event}")
+    if handler is not None:
+        return handler(ctx)
+    if event not in SILENT_EVENTS:
+        logger.info("unhandled event %s", event)
+    return NoReply()

@@ -1,0 +1,15 @@
+"""Tables and the rules that keep them valid. Imports neither Flask nor wechatpy."""
+from . import pii
+from .base import Base, make_engine, make_session_factory, utcnow
+from .conversation import Conversation
+from .organisation import Estate, Organisation, Steward
+from .outbox import OutboxMessage, enqueue
+from .request import ServiceRequest, file_request
+from .resident import Resident
+from .wechat import AccessToken, ProcessedMessage, SandboxCall
+
+__all__ = [
+    "pii", "Base", "make_engine", "make_session_factory", "utcnow",
+    "Conversation", "Estate", "Organisation", "OutboxMessage", "enqueue",
+    "Resident", "ServiceRequest", "Steward", "file_request", "AccessToken", "ProcessedMessage", "SandboxCall",
+]
