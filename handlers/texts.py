@@ -25,11 +25,16 @@ def sandboxed() -> SandboxedEnvironment:
                                 autoescape=False)
 
 
-def say(name: str, **context) -> str:
-    """Renders templates/replies/<name>.txt and strips the trailing blank."""
-    return _files().get_template(f"{name}.txt").render(**context).strip()
+def say(template: str, /, **context) -> str:
+    """Renders templates/replies/<template>.txt and strips the trailing blank."""
+    return _files().get_template(f"{template}.txt").render(**context).strip()
 
 
 def compile_snippet(source: str) -> Template:
     """Compiles admin wording; raises jinja2.TemplateSyntaxError on a mistake."""
     return sandboxed().from_string(source)
+
+
+def compile_expression(source: str):
+    """Compiles an admin condition (e.g. `not resident.estate_id`); raises TemplateSyntaxError."""
+    return sandboxed().compile_expression(source)

@@ -204,3 +204,23 @@ def test_replayed_timestamp_outside_window_is_refused(make_app):
     old = str(int(time.time()) - 3600)
     assert sim.post_raw(sim.xml("o1", "text", Content="帮助"), timestamp=old).status_code == 403
     assert sim.post_raw(sim.xml("o1", "text", Content="帮助")).status_code == 200
+
+
+def test_verification_then_request_reaches_the_steward(demo, wx, sessions):
+    """The first path a person tries in the simulator: verify, then file a 求助."""
+    steps = [("click", "FLOW_VERIFY", "真实姓名"), ("text", "张小芳", "手机号"),
+             ("text", "+86 138 1234 5678", "社区"), ("text", "1", "小区"), ("text", "星湖苑", "楼栋"),
+             ("text", "跳过", "党员"), ("text", "2", "138****5678"), ("text", "1", "实名认证完成"),
+             ("click", "FLOW_HELP", "哪一类"), ("text", "1", "哪方面"), ("text", "公共设施", "描述"),
+             ("text", "3栋楼道灯坏了一周了", "位置"), ("text", "跳过", "照片"), ("text", "完成", "核对"),
+             ("text", "1", "编号")]
+    for kind, value, expected in steps:
+        reply = wx.click("o_path", value) if kind == "click" else wx.text("o_path", value)
+        assert expected in reply, (value, reply)
+    from models import OutboxMessage, ServiceRequest
+    with sessions() as s:
+        req = s.scalar(select(ServiceRequest))
+        assert req.description == "3栋楼道灯坏了一周了" and req.ref in reply
+        outbox = s.scalars(select(OutboxMessage)).all()
+        assert [m.recipient for m in outbox] == ["sandbox_steward_xinghu"]
+        assert outbox[0].payload["data"]["character_string1"]["value"] == req.ref
