@@ -35,7 +35,7 @@ def _record(endpoint: str, payload: dict) -> None:
 def api_token():
     """Issues a token to the configured sandbox appid and secret."""
     wx = current_app.config["REDSTEWARD"]["wechat"]
-    data = request.get_json(silent=True) or request.args
+    data = request.get_json(force=True, silent=True) or request.args
     if data.get("appid") != wx["appid"] or data.get("secret") != wx["appsecret"]:
         return jsonify(errcode=40125, errmsg="invalid appsecret")
     return jsonify(access_token="sandbox-" + secrets.token_hex(16), expires_in=7200)
@@ -46,10 +46,13 @@ def api_call(endpoint: str):
     """Any other API call: recorded, answered as WeChat would answer success."""
     if not request.args.get("access_token"):
         return jsonify(errcode=41001, errmsg="access_token missing")
-    payload = request.get_json(silent=True) or {}
+    # wechatpy posts JSON bytes without a JSON content type, as WeChat accepts.
+    payload = request.get_json(force=True, silent=True) or {}
     _record(endpoint, payload)
     if endpoint == "message/template/send":
         return jsonify(errcode=0, errmsg="ok", msgid=int(time.time() * 1000))
+    if endpoint == "media/get":
+        return current_app.send_static_file("sandbox-photo.png")
     if endpoint == "qrcode/create":
         return jsonify(ticket="sandbox-" + secrets.token_hex(8), expire_seconds=0,
                        url="http://weixin.qq.com/q/sandbox")
