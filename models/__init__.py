@@ -6,6 +6,7 @@ from .organisation import Estate, Organisation, Steward
 from .outbox import OutboxMessage, enqueue
 from .request import ServiceRequest, file_request
 from .resident import Resident
+from .schedule import JobRun, Notice
 from .wechat import AccessToken, ProcessedMessage, SandboxCall
 
 __all__ = [

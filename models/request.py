@@ -3,17 +3,29 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
 from .organisation import Estate, Organisation
+from .pii import EncryptedText
 from .resident import Resident
+from .timeline import Actor, TimelineEntry
 
 KINDS = {"help": "求助", "inquiry": "咨询", "suggestion": "建议"}
 TYPES = {"government": "政务类", "self_governance": "民主自治类",
          "market_service": "市场服务类", "public_welfare": "公益类"}
 CHANNELS = ("wechat", "visit", "meeting", "walk_in", "phone")
+STATUSES = {"submitted": "已提交", "accepted": "已受理", "routed": "办理中", "answered": "已答复",
+            "resolved": "已办结", "rated": "已评价", "closed": "已关闭", "reopened": "重新办理"}
+# Still someone's work: counted in to-do lists, reminders and escalation.
+OPEN_STATUSES = ("submitted", "accepted", "routed", "answered", "reopened")
+RATINGS = {"satisfied": "满意", "basically_satisfied": "基本满意", "unsatisfied": "不满意"}
+CLOSE_REASONS = {"duplicate": "重复诉求", "not_our_remit": "不属于受理范围", "withdrawn": "居民撤回",
+                 "no_rating": "办结后未评价", "rated": "已评价"}
+# Escalation goes up these levels, each with the kind of organisation that takes it.
+LEVELS = {"community": None, "street": "social_work_committee",
+          "organisation_department": "organisation_department"}
 
 # The reference is a bijection of the row id onto 8 digits: unique without retries,
 # yet not a counter a stranger could walk.
@@ -46,10 +58,52 @@ class ServiceRequest(Base):
     estate_id: Mapped[int | None] = mapped_column(ForeignKey("estates.id"), index=True)
     community_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Offline intake: who recorded it, and a contact when the resident has no WeChat.
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("stewards.id"))
+    contact_name: Mapped[str | None] = mapped_column(EncryptedText)
+    contact_mobile: Mapped[str | None] = mapped_column(EncryptedText)
+    # Routing: the handler (承办单位), the level it sits at, and the deadline.
+    handler_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    level: Mapped[str] = mapped_column(String(32), default="community")
+    deadline_days: Mapped[int | None] = mapped_column(Integer)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The latest reply and the resolution, shown in full on the resident's page.
+    answer: Mapped[str | None] = mapped_column(Text)
+    resolution: Mapped[str | None] = mapped_column(Text)
+    close_reason: Mapped[str | None] = mapped_column(String(32))
+    close_note: Mapped[str | None] = mapped_column(Text)
+    rating: Mapped[str | None] = mapped_column(String(24))
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    unsatisfied_count: Mapped[int] = mapped_column(Integer, default=0)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Milestones, kept apart so assessment can count resolution and closure separately.
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     resident: Mapped[Resident | None] = relationship()
     estate: Mapped[Estate | None] = relationship()
-    community: Mapped[Organisation | None] = relationship()
+    community: Mapped[Organisation | None] = relationship(foreign_keys=[community_id])
+    handler: Mapped[Organisation | None] = relationship(foreign_keys=[handler_id])
+
+    @property
+    def status_label(self) -> str:
+        """已提交 / 办理中 / 已办结 …"""
+        return STATUSES.get(self.status, self.status)
+
+    @property
+    def type_label(self) -> str:
+        """政务类 / 民主自治类 / 市场服务类 / 公益类, or '' before classification."""
+        return TYPES.get(self.type or "", "")
+
+    @property
+    def is_open(self) -> bool:
+        """True while someone still has to act on it."""
+        return self.status in OPEN_STATUSES
 
     @property
     def kind_label(self) -> str:
@@ -60,10 +114,15 @@ class ServiceRequest(Base):
         return f"<ServiceRequest {self.ref} {self.status}>"
 
 
-def file_request(session: Session, **fields) -> ServiceRequest:
-    """Creates a request and gives it its reference number (in the caller's transaction)."""
+def file_request(session: Session, actor: Actor | None = None, **fields) -> ServiceRequest:
+    """Creates a request with its reference number and first timeline entry (caller's transaction)."""
     req = ServiceRequest(**fields)
     session.add(req)
     session.flush()
     req.ref = ref_for_id(req.id)
+    actor = actor or Actor("resident", req.resident_id, "居民")
+    session.add(TimelineEntry(request_id=req.id, at=req.created_at, actor_kind=actor.kind,
+                              actor_id=actor.id, actor_label=actor.label[:128],
+                              action="submit" if req.channel == "wechat" else "record",
+                              from_status=None, to_status=req.status, data={"channel": req.channel}))
     return req

@@ -1,0 +1,64 @@
+"""The timeline of a request: every transition, who made it, when, and why."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from .base import Base, BigID, UTCDateTime, utcnow
+
+ACTIONS = {"submit": "提交", "record": "代录", "classify": "分类受理", "route": "派单", "transfer": "转办",
+           "escalate": "升级", "answer": "答复", "resolve": "办结", "rate": "评价", "reopen": "重新办理",
+           "close": "关闭", "remind": "提醒"}
+ACTOR_KINDS = ("resident", "steward", "liaison", "staff", "system")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a transition: kind (resident/steward/liaison/staff/system), id, display label."""
+
+    kind: str
+    id: int | None = None
+    label: str = ""
+
+
+SYSTEM = Actor("system", None, "系统")
+
+
+class TimelineEntry(Base):
+    """One step in a request's life; the resident's page and assessments read these."""
+
+    __tablename__ = "request_timeline"
+    __table_args__ = (Index("ix_timeline_request", "request_id", "id"),
+                      Index("ix_timeline_action_at", "action", "at"))
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("service_requests.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    actor_label: Mapped[str] = mapped_column(String(128), default="")
+    action: Mapped[str] = mapped_column(String(16))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    handler_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict | None] = mapped_column(JSON)
+
+    request = relationship("ServiceRequest")
+    handler = relationship("Organisation")
+
+    @property
+    def action_label(self) -> str:
+        """提交 / 派单 / 办结 …"""
+        return ACTIONS.get(self.action, self.action)
+
+    def __repr__(self) -> str:
+        return f"<TimelineEntry {self.request_id} {self.action} {self.from_status}->{self.to_status}>"
+
+
+def timeline_of(session: Session, request_id: int) -> list[TimelineEntry]:
+    """The request's entries, oldest first."""
+    return list(session.scalars(select(TimelineEntry).where(TimelineEntry.request_id == request_id)
+                                .order_by(TimelineEntry.id)))
