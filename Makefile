@@ -15,8 +15,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# One scheduler runs beside the server and stops with it (a second `make run` only stands by).
 run: install
 	$(BIN)/flask --app wsgi serve-setup
+	$(BIN)/flask --app wsgi scheduler run & sched=$$!; trap 'kill $$sched 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/flask --app wsgi run --host 127.0.0.1 --port $(PORT) --no-reload
 
 test: install

@@ -58,6 +58,23 @@ DEFAULTS: dict[str, dict] = {
         "outbox_interval_seconds": 5,
         "outbox_rate_per_second": 50,
         "outbox_max_attempts": 8,
+        "takeover_seconds": 5,
+        "scan_interval_seconds": 300,
+        "reminder_hours": [24, 0],
+        "escalation_grace_hours": 24,
+        "daily_summary_time": "08:30",
+        "follow_up_time": "10:00",
+        "follow_up_days": 3,
+        "follow_up_retry_days": 3,
+        "conversation_keep_hours": 24,
+    },
+    "deadlines": {
+        "help_days": 3,
+        "inquiry_days": 1,
+        "suggestion_days": 7,
+        "complex_days": 15,
+        "holidays": [],
+        "workdays": [],
     },
 }
 
@@ -74,6 +91,8 @@ def _coerce(value: str, like):
     """Turns an environment string into the type of the default it replaces."""
     if isinstance(like, bool) or like is None:
         return value.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(like, list):
+        return [item.strip() for item in value.split(",") if item.strip()]
     if isinstance(like, int):
         return int(value)
     if isinstance(like, float):
