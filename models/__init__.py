@@ -2,15 +2,17 @@
 from . import pii
 from .base import Base, make_engine, make_session_factory, utcnow
 from .conversation import Conversation
-from .organisation import Estate, Organisation, Steward
+from .organisation import Estate, Liaison, Organisation, Steward
 from .outbox import OutboxMessage, enqueue
 from .request import ServiceRequest, file_request
 from .resident import Resident
+from .timeline import TimelineEntry
 from .schedule import JobRun, Notice
 from .wechat import AccessToken, ProcessedMessage, SandboxCall
 
 __all__ = [
     "pii", "Base", "make_engine", "make_session_factory", "utcnow",
     "Conversation", "Estate", "Organisation", "OutboxMessage", "enqueue",
+    "Liaison", "TimelineEntry",
     "Resident", "ServiceRequest", "Steward", "file_request", "AccessToken", "ProcessedMessage", "SandboxCall",
 ]
