@@ -24,6 +24,10 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The webhook under wrk beside the anchors, memory per worker, the outbox (BENCH_SECONDS=10 per run).
+bench: install
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) instance .pytest_cache
 

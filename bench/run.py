@@ -1,0 +1,331 @@
+"""`make bench`: the webhook under wrk beside the two anchors, memory per worker, the outbox.
+
+Serves each bot with gunicorn -w 2 on a loopback port, replays the same signed
+deliveries (bench/messages.py) with wrk, several runs each, and prints medians and
+ratios. Targets are printed beside the figures, never asserted.
+Knobs (environment): BENCH_SECONDS (per run, default 10), BENCH_RUNS (default 3),
+BENCH_RESIDENTS (default 50000), BENCH_MEMORY_MESSAGES (default 100000, 0 skips),
+BENCH_PG_URL (default the rs_bench database on 127.0.0.1, created if missing; empty
+string skips PostgreSQL), BENCH_ONLY (comma-separated target names), BENCH_PROFILE=1
+(py-spy records one Red Steward worker during the first run of each target).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+WORK = ROOT / "instance" / "bench"
+RESULTS = BENCH / "results"
+ANCHOR_VENV = BENCH / ".venv"
+PY = Path(sys.executable)
+sys.path.insert(0, str(ROOT))
+
+from bench import messages  # noqa: E402
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+RESIDENTS = int(os.environ.get("BENCH_RESIDENTS", "50000"))
+MEMORY_MESSAGES = int(os.environ.get("BENCH_MEMORY_MESSAGES", "100000"))
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/rs_bench")
+ONLY = [t for t in os.environ.get("BENCH_ONLY", "").split(",") if t]
+PROFILE = os.environ.get("BENCH_PROFILE") == "1"
+THREADS, CONNECTIONS = 2, 16
+# Enough deliveries that no run replays one (a replay would hit the de-dup cache).
+PER_RUN = max(20_000, 4_000 * SECONDS)
+
+
+def log(text: str) -> None:
+    """Progress on stderr, so the table on stdout stays clean."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def ensure_wrk() -> str:
+    """wrk from Debian's packages, installed when missing."""
+    path = shutil.which("wrk")
+    if path:
+        return path
+    log("installing wrk (apt-get install wrk)")
+    lock = ["-o", "DPkg::Lock::Timeout=600"]
+    if subprocess.run(["apt-get", *lock, "install", "-y", "-qq", "wrk"]).returncode != 0:
+        subprocess.run(["apt-get", *lock, "update", "-qq"], check=True)
+        subprocess.run(["apt-get", *lock, "install", "-y", "-qq", "wrk"], check=True)
+    return shutil.which("wrk") or sys.exit("wrk could not be installed")
+
+
+def ensure_anchor_venv() -> Path:
+    """A separate virtual environment for the WeRoBot anchor, so the app's stays clean."""
+    gunicorn = ANCHOR_VENV / "bin" / "gunicorn"
+    if not gunicorn.exists():
+        log("creating bench/.venv with werobot for the anchor")
+        subprocess.run([sys.executable, "-m", "venv", str(ANCHOR_VENV)], check=True)
+        subprocess.run([str(ANCHOR_VENV / "bin" / "pip"), "install", "-q", "werobot==1.13.1",
+                        "gunicorn==27.0.1"], check=True)
+    return gunicorn
+
+
+def ensure_pg(url: str) -> str | None:
+    """Creates the bench database when PostgreSQL runs here; None when it cannot be reached."""
+    if not url:
+        return None
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    u = make_url(url)
+    admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}):
+                conn.execute(text(f'CREATE DATABASE "{u.database}"'))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "no PostgreSQL here"
+        log(f"PostgreSQL not reachable ({type(exc).__name__}); PostgreSQL targets skipped")
+        return None
+    finally:
+        admin.dispose()
+    return url
+
+
+def fresh_schema(url: str) -> None:
+    """An empty database with every table, and the demo park loaded."""
+    from sqlalchemy import text
+    from bot.config import load_settings
+    from models import Base, make_engine, make_session_factory, pii
+    pii.configure(load_settings(environ={})["app"]["pii_key"])
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    Base.metadata.create_all(engine)
+    from bot import demo
+    with make_session_factory(engine)() as s:
+        demo.load(s)
+    engine.dispose()
+
+
+class Server:
+    """A gunicorn master with two workers on a loopback port."""
+
+    def __init__(self, name: str, argv: list[str], cwd: Path, env: dict, port: int):
+        self.name, self.port = name, port
+        self.log_path = WORK / f"{name}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        """Waits until GET /wechat answers the URL verification."""
+        ts, nonce = "1700000000", "ready"
+        url = (f"http://127.0.0.1:{self.port}/wechat?signature={messages.sign(messages.TOKEN, ts, nonce)}"
+               f"&timestamp={ts}&nonce={nonce}&echostr=ok")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f"{self.name} exited; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.read() == b"ok":
+                        return
+            except OSError:
+                time.sleep(0.2)
+        sys.exit(f"{self.name} did not start; see {self.log_path}")
+
+    def workers(self) -> list[int]:
+        """The worker processes' ids."""
+        out = subprocess.run(["ps", "--ppid", str(self.proc.pid), "-o", "pid="], capture_output=True,
+                             text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def rss_mb(self) -> list[float]:
+        """Resident set of each worker, MB."""
+        sizes = []
+        for pid in self.workers():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(int(line.split()[1]) / 1024)
+        return sizes
+
+    def stop(self) -> None:
+        """Stops gunicorn gracefully (SIGTERM to the master)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+
+
+def wrk(wrk_bin: str, port: int, file: Path, seconds: float, limit: int = 0) -> dict:
+    """One wrk run replaying `file`; returns its figures."""
+    argv = [wrk_bin, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
+            "-s", str(BENCH / "replay.lua"), f"http://127.0.0.1:{port}", "--", str(file), str(limit),
+            str(THREADS)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("BENCH "))
+    r = json.loads(line[len("BENCH "):])
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    return r
+
+
+def deliveries_file(mode: str, run: int, count: int = PER_RUN) -> Path:
+    """The file of signed deliveries for one run (written once per bench)."""
+    path = WORK / f"deliveries-{mode}-{run}-{count}-{RESIDENTS}.txt"
+    if not path.exists():
+        messages.write(path, count, RESIDENTS, run, mode)
+    return path
+
+
+def targets(pg_url: str | None) -> list[dict]:
+    """Every bot to measure: the two anchors, then Red Steward in each configuration."""
+    anchors = BENCH / "anchors"
+    out = [
+        {"name": "wechatpy-echo", "mode": "plain",
+         "argv": [str(PY.parent / "gunicorn"), "-w", "2", "wechatpy_echo:app"], "cwd": anchors},
+        {"name": "werobot", "mode": "plain",
+         "argv": [str(ensure_anchor_venv()), "-w", "2", "werobot_echo:app"], "cwd": anchors},
+    ]
+    dbs = [("sqlite", f"sqlite:///{WORK}/rs.sqlite3")]
+    if pg_url:
+        dbs.append(("pg", pg_url))
+    for db, url in dbs:
+        for mode in ("plain", "safe"):
+            out.append({"name": f"rs-{db}-{mode}", "mode": mode, "db": url, "cwd": ROOT,
+                        "argv": [str(PY.parent / "gunicorn"), "-w", "2", "wsgi:app"]})
+    return [t for t in out if not ONLY or t["name"] in ONLY]
+
+
+def app_env(target: dict, port: int) -> dict:
+    """The environment of a Red Steward server: sandbox, the bench token and database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDSTEWARD_")}
+    env.update(REDSTEWARD_WECHAT_TOKEN=messages.TOKEN, REDSTEWARD_DATABASE_URL=target["db"],
+               REDSTEWARD_APP_PUBLIC_URL=f"http://127.0.0.1:{port}",
+               REDSTEWARD_WECHAT_ENCRYPT_MODE=target["mode"],
+               PROMETHEUS_MULTIPROC_DIR=str(WORK / f"metrics-{target['name']}"))
+    shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True)
+    if target["mode"] == "safe":
+        env["REDSTEWARD_WECHAT_ENCODING_AES_KEY"] = messages.AES_KEY
+    return env
+
+
+def measure(wrk_bin: str, target: dict, port: int) -> dict:
+    """Starts one bot, warms it up, runs wrk RUNS times; memory too for rs-sqlite-plain."""
+    env = dict(os.environ)
+    if "db" in target:
+        fresh_schema(target["db"])
+        env = app_env(target, port)
+    argv = target["argv"] + ["-b", f"127.0.0.1:{port}"]
+    server = Server(target["name"], argv, target["cwd"], env, port)
+    try:
+        wrk(wrk_bin, port, deliveries_file(target["mode"], 0), 2)
+        runs = []
+        for n in range(1, RUNS + 1):
+            spy = _profile(server, target) if PROFILE and n == 1 and "db" in target else None
+            runs.append(wrk(wrk_bin, port, deliveries_file(target["mode"], n), SECONDS))
+            if spy:
+                spy.wait()
+            log(f"  {target['name']} run {n}: {runs[-1]['rps']:.0f} req/s, "
+                f"p99 {runs[-1]['p99_us'] / 1000:.1f} ms, non-200 {runs[-1]['non200']}, "
+                f"replayed files {runs[-1]['wrapped']}")
+        result = {"name": target["name"], "runs": runs,
+                  "rps": statistics.median(r["rps"] for r in runs),
+                  "p50_ms": statistics.median(r["p50_us"] for r in runs) / 1000,
+                  "p99_ms": statistics.median(r["p99_us"] for r in runs) / 1000,
+                  "non200": sum(r["non200"] for r in runs) + sum(r["socket_errors"] for r in runs)}
+        if target["name"] == "rs-sqlite-plain" and MEMORY_MESSAGES:
+            result["memory"] = memory(wrk_bin, server, port, result["rps"])
+        return result
+    finally:
+        server.stop()
+
+
+def memory(wrk_bin: str, server: Server, port: int, rps: float) -> dict:
+    """RSS per worker after MEMORY_MESSAGES messages, and after as many again."""
+    out = {"before_mb": server.rss_mb()}
+    for n, label in ((101, "after_first_mb"), (102, "after_second_mb")):
+        file = deliveries_file("plain", n, MEMORY_MESSAGES)
+        seconds = MEMORY_MESSAGES / max(rps, 1) * 1.15 + 2
+        log(f"  memory: {MEMORY_MESSAGES} messages (~{seconds:.0f} s)")
+        r = wrk(wrk_bin, port, file, seconds, limit=MEMORY_MESSAGES // THREADS)
+        out[label] = server.rss_mb()
+        out.setdefault("sent", []).append(r["sent"])
+    return out
+
+
+def _profile(server: Server, target: dict):
+    """py-spy records one worker for one run; the flame graph lands in bench/results/."""
+    RESULTS.mkdir(exist_ok=True)
+    spy = shutil.which("py-spy", path=str(PY.parent)) or "py-spy"
+    out = RESULTS / f"profile-{target['name']}.svg"
+    log(f"  profiling worker {server.workers()[0]} -> {out}")
+    return subprocess.Popen([spy, "record", "-p", str(server.workers()[0]), "-d", str(SECONDS), "-o",
+                             str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def table(results: list[dict]) -> str:
+    """The results as a text table with ratios to the two anchors."""
+    by = {r["name"]: r for r in results}
+    echo = by.get("wechatpy-echo", {}).get("rps")
+    robot = by.get("werobot", {}).get("rps")
+    lines = [f"{'target':<18}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'× echo':>9}{'× WeRoBot':>11}{'errors':>8}"]
+    for r in results:
+        lines.append(f"{r['name']:<18}{r['rps']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+                     f"{(r['rps'] / echo if echo else float('nan')):>9.2f}"
+                     f"{(r['rps'] / robot if robot else float('nan')):>11.2f}{r['non200']:>8}")
+    return "\n".join(lines)
+
+
+TARGETS_TEXT = """targets (compared, not asserted):
+  conversation step (rs-*-plain) >= 0.50x wechatpy-echo and >= 2.00x werobot, p99 < 50 ms
+  safe mode (rs-*-safe)          >= 0.40x wechatpy-echo
+  RSS per worker after 100,000 messages < 150 MB, no growth in the second 100,000"""
+
+
+def main() -> int:
+    """Runs every target in turn and prints the table."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(exist_ok=True)
+    wrk_bin = ensure_wrk()
+    pg_url = ensure_pg(PG_URL)
+    log(f"bench: {RUNS} runs x {SECONDS} s per target, {RESIDENTS} residents, wrk -t{THREADS} -c{CONNECTIONS}")
+    results = []
+    for port, target in enumerate(targets(pg_url), start=5190):
+        log(f"{target['name']} on 127.0.0.1:{port}")
+        results.append(measure(wrk_bin, target, port))
+    print(f"\nwebhook, gunicorn -w 2, medians of {RUNS} runs of {SECONDS} s "
+          f"({RESIDENTS} residents, click 实名认证 / answer the name step)")
+    print(table(results))
+    for r in results:
+        if "memory" in r:
+            m = r["memory"]
+            print(f"\nmemory ({r['name']}), RSS per worker MB: start {_mb(m['before_mb'])}; after "
+                  f"{MEMORY_MESSAGES} messages {_mb(m['after_first_mb'])}; after {2 * MEMORY_MESSAGES} "
+                  f"{_mb(m['after_second_mb'])}")
+    print("\n" + TARGETS_TEXT)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (RESULTS / f"webhook-{stamp}.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def _mb(sizes: list[float]) -> str:
+    """Worker sizes as '61.2 / 60.8'."""
+    return " / ".join(f"{s:.1f}" for s in sizes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
