@@ -39,6 +39,7 @@ DEFAULTS: dict[str, dict] = {
         "reminder": "TPL_REMINDER",
         "announcement": "TPL_ANNOUNCEMENT",
         "activity": "TPL_ACTIVITY",
+        "volunteer": "TPL_VOLUNTEER",
     },
     "mail": {
         "host": "127.0.0.1",
@@ -50,6 +51,13 @@ DEFAULTS: dict[str, dict] = {
         "timeout_seconds": 10.0,
     },
     "redis": {"url": ""},
+    "points": {
+        "per_hour": 1,
+        "expiry_years": 1,
+        "max_hours_per_activity": 8,
+        "checkin_early_minutes": 60,
+        "checkout_late_minutes": 120,
+    },
     "scheduler": {
         "timezone": "Asia/Shanghai",
         "digest_weekday": "fri",

@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from models import Estate
 
+from . import activities
 from .context import Context
 from .registry import action
 from .replies import Reply, Text
@@ -17,6 +18,8 @@ ESTATE_SCENE_PREFIX = "estate_"
 def subscribed(ctx: Context) -> Reply:
     """Welcomes a follower; a scene from an estate's poster binds them to that estate."""
     scene = str(getattr(ctx.message, "scene_id", "") or "")
+    if scene.startswith(activities.SCENE_PREFIX):
+        return activities.scan(ctx, scene)  # an activity's check-in or check-out code
     estate = None
     if scene.startswith(ESTATE_SCENE_PREFIX):
         estate = ctx.session.scalar(select(Estate).where(Estate.code == scene[len(ESTATE_SCENE_PREFIX):]))

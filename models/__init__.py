@@ -4,15 +4,19 @@ from .base import Base, make_engine, make_session_factory, utcnow
 from .conversation import Conversation
 from .organisation import Estate, Liaison, Organisation, Steward
 from .outbox import OutboxMessage, enqueue
+from .points import PointsEntry, Redemption, Reward
 from .request import ServiceRequest, file_request
 from .resident import Resident
 from .timeline import TimelineEntry
 from .schedule import JobRun, Notice
+from .volunteer import ServiceRecord, Volunteer
+from .activity import Activity, Signup
 from .wechat import AccessToken, ProcessedMessage, SandboxCall
 
 __all__ = [
     "pii", "Base", "make_engine", "make_session_factory", "utcnow",
     "Conversation", "Estate", "Organisation", "OutboxMessage", "enqueue",
     "Liaison", "TimelineEntry",
+    "PointsEntry", "Redemption", "Reward", "ServiceRecord", "Volunteer", "Activity", "Signup",
     "Resident", "ServiceRequest", "Steward", "file_request", "AccessToken", "ProcessedMessage", "SandboxCall",
 ]
