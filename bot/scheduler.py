@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from models import utcnow
+from models import deadlines, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ def job_table(settings: dict) -> dict[str, tuple]:
         "outbox": (IntervalTrigger(seconds=sch["outbox_interval_seconds"], timezone=tz), None),
         "deadlines": (IntervalTrigger(seconds=sch["scan_interval_seconds"], timezone=tz), None),
         "housekeeping": (IntervalTrigger(minutes=15, timezone=tz), None),
+        "media": (IntervalTrigger(seconds=sch["outbox_interval_seconds"], timezone=tz), None),
+        "retention": (at(settings["privacy"]["retention_time"]), 12 * 3600),
         # Daily and weekly runs missed while down still run once when the scheduler returns.
         "daily_summary": (at(sch["daily_summary_time"]), 12 * 3600),
         "follow_up": (at(sch["follow_up_time"]), 12 * 3600),
@@ -167,6 +169,9 @@ def run_named(app: Flask, name: str, now=None) -> dict:
         from . import outbox
         from .wechat_api import build_client
         result = outbox.dispatch_due(sessions, build_client(settings, sessions), settings, now=now)
+    elif name == "media":
+        from .voice import download_job
+        result = download_job(app, now)
     else:
         result = jobs.JOBS[name](sessions, settings, now)
     if any(result.values()):
@@ -264,6 +269,8 @@ def digest_now(save):
 
 
 def init_app(app: Flask) -> None:
-    """Registers the scheduler and digest commands."""
+    """Sets the park's calendar overrides and registers the scheduler and digest commands."""
+    calendar = app.config["REDSTEWARD"]["deadlines"]
+    deadlines.configure(calendar["holidays"], calendar["workdays"])
     app.cli.add_command(scheduler_cli)
     app.cli.add_command(digest_cli)

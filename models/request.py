@@ -43,7 +43,12 @@ class ServiceRequest(Base):
     """A resident's 求助, 咨询 or 建议."""
 
     __tablename__ = "service_requests"
-    __table_args__ = (Index("ix_requests_community_status", "community_id", "status"),)
+    __table_args__ = (Index("ix_requests_community_status", "community_id", "status"),
+                      # The scheduler's scans: waiting requests by deadline, resolved ones by date,
+                      # requests that reached a level by the time they got there.
+                      Index("ix_requests_status_deadline", "status", "deadline_at"),
+                      Index("ix_requests_status_resolved", "status", "resolved_at"),
+                      Index("ix_requests_level_routed", "level", "routed_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     ref: Mapped[str | None] = mapped_column(String(16), unique=True)
     kind: Mapped[str] = mapped_column(String(16))

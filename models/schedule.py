@@ -36,6 +36,8 @@ class Notice(Base):
     kind: Mapped[str] = mapped_column(String(32))
     # What makes the notice unique within its kind: the deadline it was about, the level reached.
     stage: Mapped[str] = mapped_column(String(64))
+    # The deadline a reminder or escalation was about: a new deadline earns new notices.
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:
@@ -56,14 +58,16 @@ def claim_period(session: Session, job: str, period: str) -> JobRun | None:
     return run
 
 
-def claim_notice(session: Session, request_id: int, kind: str, stage: str, now: datetime) -> bool:
+def claim_notice(session: Session, request_id: int, kind: str, stage: str, now: datetime,
+                 deadline_at: datetime | None = None) -> bool:
     """Records a notice about a request; False when it was already issued."""
     if session.scalar(select(Notice.id).where(Notice.request_id == request_id, Notice.kind == kind,
                                               Notice.stage == stage)):
         return False
     try:
         with session.begin_nested():
-            session.add(Notice(request_id=request_id, kind=kind, stage=stage, created_at=now))
+            session.add(Notice(request_id=request_id, kind=kind, stage=stage, created_at=now,
+                               deadline_at=deadline_at))
     except IntegrityError:
         return False
     return True

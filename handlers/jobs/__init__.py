@@ -1,10 +1,14 @@
 """Scheduled jobs: plain functions that open their own session; each is safe to run twice."""
 from __future__ import annotations
 
+from .deadlines import deadline_scan
 from .housekeeping import housekeeping
+from ..retention import retention
 
 JOBS = {
+    "deadlines": deadline_scan,
     "housekeeping": housekeeping,
+    "retention": retention,
 }
 
-__all__ = ["JOBS", "housekeeping"]
+__all__ = ["JOBS", "deadline_scan", "housekeeping"]
