@@ -10,7 +10,7 @@ from wechatpy.crypto import WeChatCrypto
 from handlers import menus as menu_loader
 from handlers.context import Services
 
-from . import cli, db, sandbox, scheduler, webhook
+from . import cli, db, open311, sandbox, scheduler, webhook
 from .config import REAL_API_BASE_URL, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,4 +41,5 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.register_blueprint(sandbox.bp)
     cli.init_app(app)
     scheduler.init_app(app)
+    open311.init_app(app)
     return app

@@ -11,6 +11,8 @@ from .timeline import TimelineEntry
 from .schedule import JobRun, Notice
 from .volunteer import ServiceRecord, Volunteer
 from .activity import Activity, Signup
+from .apikey import ApiKey, ApiKeyUsage
+from .open311 import Open311Submission
 from .wechat import AccessToken, ProcessedMessage, SandboxCall
 
 __all__ = [
