@@ -37,6 +37,7 @@ DEFAULTS: dict[str, dict] = {
         "new_request": "TPL_NEW_REQUEST",
         "request_update": "TPL_REQUEST_UPDATE",
         "reminder": "TPL_REMINDER",
+        "digest": "TPL_DIGEST",
         "announcement": "TPL_ANNOUNCEMENT",
         "activity": "TPL_ACTIVITY",
         "volunteer": "TPL_VOLUNTEER",
@@ -83,6 +84,20 @@ DEFAULTS: dict[str, dict] = {
         "complex_days": 15,
         "holidays": [],
         "workdays": [],
+    },
+    "privacy": {
+        "notice_version": "2026-11",
+        "export_link_minutes": 15,
+        "deletion_confirm_minutes": 15,
+        "request_retention_days": 1095,
+        "media_retention_days": 180,
+        "retention_time": "03:30",
+    },
+    "media": {
+        "ffmpeg": "ffmpeg",
+        "ffprobe": "ffprobe",
+        "link_minutes": 120,
+        "max_attempts": 5,
     },
 }
 

@@ -254,18 +254,15 @@ def scheduler_run_job(name):
 @digest_cli.command("now")
 @click.option("--save", type=click.Path(dir_okay=False), help="Also write the Excel file here.")
 def digest_now(save):
-    """Compile this week's 民意诉求承办单 and send it (once per week)."""
-    from handlers import jobs
+    """Compile the 民意诉求承办单 of the last seven days and send it now."""
+    from handlers.jobs import digest
     app = current_app._get_current_object()
-    sessions = app.extensions["redsteward.sessions"]
-    settings = app.config["REDSTEWARD"]
-    now = utcnow()
-    result = jobs.weekly_digest(sessions, settings, now)
+    form, result = digest.digest_on_demand(app.extensions["redsteward.sessions"], app.config["REDSTEWARD"],
+                                           utcnow())
     if save:
-        form = jobs.compile_digest(sessions, settings, now)
         Path(save).write_bytes(form.xlsx)
         click.echo(f"saved {save}")
-    click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+    click.echo(f"{form.title}: {result['rows']} requests, {result['messages']} messages queued")
 
 
 def init_app(app: Flask) -> None:
