@@ -36,7 +36,8 @@ class Notice(Base):
     kind: Mapped[str] = mapped_column(String(32))
     # What makes the notice unique within its kind: the deadline it was about, the level reached.
     stage: Mapped[str] = mapped_column(String(64))
-    # The deadline a reminder or escalation was about: a new deadline earns new notices.
+    # The deadline a reminder or escalation was about (the resolution, for a follow-up):
+    # a new deadline or a new resolution earns new notices.
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

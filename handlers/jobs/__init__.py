@@ -4,13 +4,16 @@ from __future__ import annotations
 from .deadlines import deadline_scan
 from .digest import weekly_digest
 from .housekeeping import housekeeping
+from .summary import daily_summary, follow_up
 from ..retention import retention
 
 JOBS = {
     "deadlines": deadline_scan,
     "housekeeping": housekeeping,
     "digest": weekly_digest,
+    "daily_summary": daily_summary,
+    "follow_up": follow_up,
     "retention": retention,
 }
 
-__all__ = ["JOBS", "deadline_scan", "housekeeping", "weekly_digest"]
+__all__ = ["JOBS", "daily_summary", "deadline_scan", "follow_up", "housekeeping", "weekly_digest"]
