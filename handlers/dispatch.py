@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from models import Conversation, ProcessedMessage, utcnow
 from models.resident import get_or_create
 
-from . import flows, registry
+from . import flows, rating, registry, stewarding
 from .context import Context, Services
 from .replies import NoReply, Reply, Text, from_dict
 from .texts import say
@@ -91,10 +91,16 @@ def route(ctx: Context) -> Reply:
 
 def _message(ctx: Context) -> Reply:
     """A message from the resident: continue a flow, or start something."""
+    staff_reply = stewarding.handle(ctx)  # a steward's or liaison's command comes first
+    if staff_reply is not None:
+        return staff_reply
     flow = flows.active_flow(ctx)
     if flow is not None:
         return flows.advance(ctx, flow)
     if ctx.message_type == "text":
+        rated = rating.maybe_rate(ctx)  # "1/2/3" answers the rating question, when one is pending
+        if rated is not None:
+            return rated
         target = _keyword(ctx)
         if target is not None:
             return run_target(ctx, target)

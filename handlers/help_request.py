@@ -8,6 +8,7 @@ from models import Steward, file_request
 from .context import Context
 from .registry import completer
 from .replies import Reply, Text
+from .request_links import page_url
 from .texts import say
 
 
@@ -31,6 +32,6 @@ def file(ctx: Context, answers: dict) -> Reply:
                 steward.openid, "new_request",
                 {"character_string1": req.ref, "thing2": req.kind_label + "·" + (answers.get("category") or ""),
                  "thing3": estate.name, "time4": ctx.now.strftime("%Y-%m-%d %H:%M")},
-                url=f"{ctx.services.public_url}/m/requests/{req.ref}",
+                url=page_url(ctx.services, req.ref, steward.openid),
                 key=f"new_request:{req.id}:{steward.id}")
     return Text(say("request_filed", ref=req.ref, kind=req.kind_label))

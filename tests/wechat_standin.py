@@ -1,0 +1,126 @@
+"""Real local servers for the outbox's far ends: a WeChat API stand-in over HTTP, and SMTP (aiosmtpd)."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from email import message_from_bytes
+from email.message import Message
+
+from aiosmtpd.controller import Controller
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WeChatStandIn:
+    """Answers token and send calls like WeChat; can be told to fail the next sends in given ways.
+
+    Deliveries are de-duplicated by client_msg_id, as WeChat does, so a resent message
+    shows up once in `delivered` but twice in `attempts`.
+    """
+
+    def __init__(self):
+        self.tokens: list[str] = []
+        self.attempts: list[dict] = []
+        self.delivered: list[dict] = []
+        self.faults: list[str | int] = []
+        self.hang_seconds = 3.0
+        self._lock = threading.Lock()
+        self.server = make_server("127.0.0.1", free_port(), self.wsgi, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> "WeChatStandIn":
+        """Starts serving in a background thread."""
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops the server."""
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fail_next(self, *faults: str | int) -> None:
+        """Queues faults for the next send calls: an errcode, 'http500' or 'hang'."""
+        with self._lock:
+            self.faults.extend(faults)
+
+    def to(self, openid: str) -> list[dict]:
+        """Messages delivered to one openid, oldest first."""
+        return [m for m in self.delivered if m.get("touser") == openid]
+
+    def wsgi(self, environ, start_response):
+        """The WSGI entry point."""
+        request = Request(environ)
+        path = request.path.removeprefix("/cgi-bin/")
+        if path in ("token", "stable_token"):
+            with self._lock:
+                token = f"tok-{self.server.server_port}-{len(self.tokens) + 1}"
+                self.tokens.append(token)
+            return self._json({"access_token": token, "expires_in": 7200})(environ, start_response)
+        body = json.loads(request.get_data() or b"{}")
+        with self._lock:
+            fault = self.faults.pop(0) if self.faults else None
+            self.attempts.append({"path": path, "token": request.args.get("access_token"), **body})
+        if fault == "hang":
+            time.sleep(self.hang_seconds)
+            return self._json({"errcode": 0, "errmsg": "ok"})(environ, start_response)
+        if fault == "http500":
+            return Response("busy", status=500)(environ, start_response)
+        if isinstance(fault, int):
+            return self._json({"errcode": fault, "errmsg": f"fault {fault}"})(environ, start_response)
+        if request.args.get("access_token") != (self.tokens[-1] if self.tokens else None):
+            return self._json({"errcode": 40001, "errmsg": "invalid credential"})(environ, start_response)
+        with self._lock:
+            key = body.get("client_msg_id")
+            if not key or all(m.get("client_msg_id") != key for m in self.delivered):
+                self.delivered.append({"path": path, **body})
+        return self._json({"errcode": 0, "errmsg": "ok", "msgid": len(self.attempts)})(environ, start_response)
+
+    @staticmethod
+    def _json(data: dict) -> Response:
+        """A JSON response as WeChat sends it."""
+        return Response(json.dumps(data, ensure_ascii=False), content_type="application/json")
+
+
+class MailBox:
+    """An aiosmtpd handler keeping every message received."""
+
+    def __init__(self):
+        self.messages: list[Message] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        """Stores the message and accepts it."""
+        self.messages.append(message_from_bytes(envelope.content))
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 OK"
+
+
+class SMTPServer:
+    """A real SMTP server on loopback that can be stopped and started again on the same port."""
+
+    def __init__(self):
+        self.box = MailBox()
+        self.port = free_port()
+        self.controller: Controller | None = None
+
+    def start(self) -> "SMTPServer":
+        """Starts (or restarts) listening."""
+        self.controller = Controller(self.box, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops listening: connections are refused until start()."""
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
