@@ -182,7 +182,7 @@ def test_job_store_keeps_a_missed_weekly_run_across_a_restart(make_app):
     with time_machine.travel(datetime(2026, 11, 27, 19, 0, tzinfo=SH), tick=False):  # back Friday evening
         after = _jobs_after_start(app)
     assert after["digest"] == datetime(2026, 11, 27, 16, 0, tzinfo=SH)
-    assert set(after) == {"outbox", "deadlines", "housekeeping", "daily_summary", "follow_up", "digest"}
+    assert {"outbox", "deadlines", "housekeeping", "daily_summary", "follow_up", "digest"} <= set(after)
 
 
 def test_a_changed_schedule_replaces_the_stored_one(make_app):
