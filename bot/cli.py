@@ -109,3 +109,5 @@ def init_app(app: Flask) -> None:
     for group in (db_cli, menu_cli, demo_cli, outbox_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve_setup)
+    from .activity_posters import activity_cli
+    app.cli.add_command(activity_cli)

@@ -92,7 +92,7 @@ def verify(ctx: Context) -> Reply:
     return Text(say("points_verified", red=red, reward=red.reward, name=red.resident.masked_name))
 
 
-def run_expiry(sessions: sessionmaker, now: datetime | None = None) -> int:
+def expire_points(sessions: sessionmaker, settings: dict, now: datetime | None = None) -> dict:
     """The scheduler's job: writes due expiries in its own transaction; safe to run again."""
     with sessions() as session, session.begin():
-        return ledger.expire_due(session, now or utcnow())
+        return {"points_expired": ledger.expire_due(session, now or utcnow())}

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from handlers.points import run_expiry
+from handlers.points import expire_points
 from models import PointsEntry, Redemption, Reward, ServiceRecord
 from models import points as ledger
 from models import volunteer as volunteers
@@ -27,6 +27,11 @@ def at(year, month, day, hour=0, minute=0) -> datetime:
     return datetime(year, month, day, hour, minute, tzinfo=SHANGHAI)
 
 
+def run_expiry(app, sessions) -> int:
+    """Runs the scheduler's expiry job as the scheduler would, at the frozen time."""
+    return expire_points(sessions, app.config["REDSTEWARD"])["points_expired"]
+
+
 def test_points_last_until_the_end_of_next_year_then_expire_once(park, sessions, wx):
     with sessions() as s:
         rid = verified_resident(s, "o_exp").id
@@ -34,12 +39,12 @@ def test_points_last_until_the_end_of_next_year_then_expire_once(park, sessions,
         ledger.earn(s, rid, 5, "t:1", earned, ledger.expiry_for(earned, 1, "Asia/Shanghai"))
         s.commit()
     with time_machine.travel(at(2027, 12, 31, 23, 59), tick=False):
-        assert run_expiry(sessions) == 0
+        assert run_expiry(park, sessions) == 0
         assert "您的积分：5 分" in wx.text("o_exp", "我的积分")
         assert "有效期至 2027年12月31日" in wx.text("o_exp", "我的积分")
     with time_machine.travel(at(2028, 1, 1, 0, 0), tick=False):
-        assert run_expiry(sessions) == 5
-        assert run_expiry(sessions) == 0  # the scheduler may run it again: nothing more happens
+        assert run_expiry(park, sessions) == 5
+        assert run_expiry(park, sessions) == 0  # the scheduler may run it again: nothing more happens
         reply = wx.text("o_exp", "我的积分")
         assert "您的积分：0 分" in reply and "已过期 5 分" in reply
     with sessions() as s:
@@ -57,9 +62,9 @@ def test_spending_uses_the_soonest_expiring_points_first(park, sessions):
         s.commit()
         assert ledger.balance(s, rid) == 4
     with time_machine.travel(at(2028, 1, 1, 8), tick=False):
-        assert run_expiry(sessions) == 1  # 5 earned in 2026, 4 of them spent
+        assert run_expiry(park, sessions) == 1  # 5 earned in 2026, 4 of them spent
     with time_machine.travel(at(2029, 1, 1, 8), tick=False):
-        assert run_expiry(sessions) == 3
+        assert run_expiry(park, sessions) == 3
     with sessions() as s:
         assert ledger.balance(s, rid) == 0
         assert ledger.totals(s, rid) == {"earn": 8, "spend": 4, "expire": 4}
