@@ -10,7 +10,7 @@ from wechatpy.crypto import WeChatCrypto
 from handlers import menus as menu_loader
 from handlers.context import Services
 
-from . import cli, db, open311, sandbox, scheduler, webhook
+from . import cli, db, open311, sandbox, scheduler, triage, webhook
 from .config import REAL_API_BASE_URL, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,4 +42,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     cli.init_app(app)
     scheduler.init_app(app)
     open311.init_app(app)
+    triage.init_app(app)
     return app

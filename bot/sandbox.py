@@ -52,6 +52,9 @@ def api_call(endpoint: str):
     if endpoint == "message/template/send":
         return jsonify(errcode=0, errmsg="ok", msgid=int(time.time() * 1000))
     if endpoint == "media/get":
+        if request.args.get("media_id", "").startswith("sandbox-voice-"):
+            # A real 3-second AMR-NB note (WeChat's voice format), so conversion runs for real.
+            return current_app.send_static_file("sandbox-voice.amr")
         return current_app.send_static_file("sandbox-photo.png")
     if endpoint == "qrcode/create":
         return jsonify(ticket="sandbox-" + secrets.token_hex(8), expire_seconds=0,
@@ -138,6 +141,8 @@ def _flush_outbox() -> None:
     settings = current_app.config["REDSTEWARD"]
     sessions = current_app.extensions["redsteward.sessions"]
     outbox.dispatch_due(sessions, build_client(settings, sessions), settings, limit=50)
+    from .voice import download_job
+    download_job(current_app._get_current_object())  # voice notes play on the pages at once
 
 
 @bp.route("/messages/<openid>")

@@ -1,6 +1,7 @@
 """The dispatcher: one incoming message or event in, one reply out, exactly once."""
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime
 
@@ -21,12 +22,18 @@ logger = logging.getLogger(__name__)
 SILENT_EVENTS = {"view", "location", "unsubscribe", "templatesendjobfinish", "view_miniprogram"}
 
 
+def sender_digest(openid: str) -> str:
+    """The sender in de-duplication keys: a digest, so an erased account leaves no openid there."""
+    return hashlib.sha256(openid.encode()).hexdigest()[:24]
+
+
 def dedup_key(msg) -> str:
     """One key per delivery WeChat may retry: MsgId (+sender, time) or the event's fields."""
+    sender = sender_digest(msg.source)
     if msg.type == "event":
         key = getattr(msg, "key", None) or msg._data.get("EventKey") or ""
-        return f"e:{msg.source}:{msg.time}:{msg.event}:{key}"[:200]
-    return f"m:{msg.source}:{msg.id}:{msg.time}"[:200]
+        return f"e:{sender}:{msg.time}:{msg.event}:{key}"[:200]
+    return f"m:{sender}:{msg.id}:{msg.time}"[:200]
 
 
 def handle(session: Session, msg, services: Services, now: datetime | None = None) -> tuple[Reply, bool]:

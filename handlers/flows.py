@@ -52,13 +52,14 @@ def start(ctx: Context, flow: Flow) -> Reply:
     """Begins a flow at its first step (after checking it may be started)."""
     if flow.requires_verified and not ctx.resident.is_verified:
         return Text(say("verify_first", title=flow.title))
+    notes = [note for note in (hook(ctx, flow) for hook in registry.BEFORE_START) if note]
     conv = ctx.conversation
     conv.clear()
     conv.flow = flow.name
     conv.step = flow.steps[0].id
     conv.data = {}
     conv.history = []
-    return Text(ask(ctx, flow, flow.steps[0]))
+    return Text("\n\n".join([*notes, ask(ctx, flow, flow.steps[0])]))
 
 
 def ask(ctx: Context, flow: Flow, step: Step, hint: str | None = None) -> str:
@@ -105,6 +106,8 @@ def advance(ctx: Context, flow: Flow) -> Reply:
 
 def _store_and_next(ctx: Context, flow: Flow, step: Step, value) -> Reply:
     """Records an answer and moves to the next step or to the confirmation."""
+    for hook in registry.ON_ANSWER:
+        hook(ctx, flow, step)
     conv = ctx.conversation
     data = dict(conv.data)
     data[step.id] = value

@@ -34,4 +34,5 @@ def file(ctx: Context, answers: dict) -> Reply:
                  "thing3": estate.name, "time4": ctx.now.strftime("%Y-%m-%d %H:%M")},
                 url=page_url(ctx.services, req.ref, steward.openid),
                 key=f"new_request:{req.id}:{steward.id}")
-    return Text(say("request_filed", ref=req.ref, kind=req.kind_label))
+    from .voice import attach  # a voice description is fetched later and gets a short reply
+    return attach(ctx, req, answers) or Text(say("request_filed", ref=req.ref, kind=req.kind_label))

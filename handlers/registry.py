@@ -7,6 +7,10 @@ COMPLETERS: dict[str, Callable] = {}
 ACTIONS: dict[str, Callable] = {}
 VALIDATORS: dict[str, Callable] = {}
 CHOICES: dict[str, Callable] = {}
+# Flow hooks (the privacy notice and consent): fn(ctx, flow) -> text shown above the first
+# question, or None; fn(ctx, flow, step) called when a step's answer is accepted.
+BEFORE_START: list[Callable] = []
+ON_ANSWER: list[Callable] = []
 
 KINDS = {"handler": COMPLETERS, "action": ACTIONS, "validator": VALIDATORS, "choices_from": CHOICES}
 
@@ -39,6 +43,20 @@ def validator(name: str):
 def choices(name: str):
     """Registers fn(ctx, answers) -> list of (value, label) for a choice step."""
     return _register(CHOICES, name)
+
+
+def before_start(fn):
+    """Registers fn(ctx, flow) -> str | None, a note shown above a flow's first question."""
+    if fn not in BEFORE_START:
+        BEFORE_START.append(fn)
+    return fn
+
+
+def on_answer(fn):
+    """Registers fn(ctx, flow, step), called after an answer to a step is accepted."""
+    if fn not in ON_ANSWER:
+        ON_ANSWER.append(fn)
+    return fn
 
 
 class Invalid(ValueError):

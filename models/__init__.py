@@ -2,6 +2,8 @@
 from . import pii
 from .base import Base, make_engine, make_session_factory, utcnow
 from .conversation import Conversation
+from .consent import ConsentRecord, RetentionMark, RightsRequest
+from .media import MediaFile
 from .organisation import Estate, Liaison, Organisation, Steward
 from .outbox import OutboxMessage, enqueue
 from .points import PointsEntry, Redemption, Reward
@@ -19,6 +21,7 @@ __all__ = [
     "pii", "Base", "make_engine", "make_session_factory", "utcnow",
     "Conversation", "Estate", "Organisation", "OutboxMessage", "enqueue",
     "Liaison", "TimelineEntry",
+    "ConsentRecord", "RightsRequest", "RetentionMark", "MediaFile",
     "PointsEntry", "Redemption", "Reward", "ServiceRecord", "Volunteer", "Activity", "Signup",
     "Resident", "ServiceRequest", "Steward", "file_request", "AccessToken", "ProcessedMessage", "SandboxCall",
 ]
