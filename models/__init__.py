@@ -14,6 +14,7 @@ from .schedule import JobRun, Notice
 from .volunteer import ServiceRecord, Volunteer
 from .activity import Activity, Signup
 from .apikey import ApiKey, ApiKeyUsage
+from .duplicate import DuplicateLink
 from .open311 import Open311Submission
 from .wechat import AccessToken, ProcessedMessage, SandboxCall
 

@@ -75,6 +75,8 @@ class Service:
     keywords: tuple[str, ...]
     attributes: tuple[dict, ...]
     demo: tuple[str, ...]
+    subjects: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ def parse_catalogue(data: dict, source: str = "triage.yaml") -> Catalogue:
                 raise CatalogueError(f"{where}: attribute needs `code` and a datatype of {DATATYPES}")
         services.append(Service(item["code"], item["name"], item["type"], item.get("description", ""),
                                 tuple(item.get("keywords") or ()), tuple(item.get("attributes") or ()),
-                                tuple(item.get("demo") or ())))
+                                tuple(item.get("demo") or ()), tuple(item.get("subjects") or ()),
+                                tuple(item.get("problems") or ())))
     settings = {k: v for k, v in data.items() if k != "categories"}
     return Catalogue(tuple(services), settings)
 
