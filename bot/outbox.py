@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 GIVE_UP_CODES = {43004, 40003, 43101, 47003, 40037}  # unsubscribed, bad openid, refused, bad data, bad template
 DEFER_CODES = {45009, 45047}  # daily quota reached, too many kf messages
+DEFER_FOR = timedelta(hours=1)
 
 
 class Permanent(Exception):
@@ -45,8 +46,7 @@ def dispatch_due(sessions: sessionmaker, client, settings: dict, limit: int = 20
             if delay > 0:
                 time.sleep(delay)
         outcome, error = _send_one(client, settings, kind, recipient, payload, key)
-        counts[outcome] += 1
-        _record(sessions, msg_id, outcome, error, attempts, settings)
+        counts[_record(sessions, msg_id, outcome, error, attempts, settings)] += 1
     return counts
 
 
@@ -83,6 +83,8 @@ def _send_one(client, settings, kind, recipient, payload, key) -> tuple[str, str
             raise Permanent(f"unknown kind {kind}")
         return "sent", None
     except WeChatClientException as exc:
+        if exc.errcode is None:  # wechatpy wraps HTTP errors (5xx) without a code
+            return "retry", f"http {getattr(exc.response, 'status_code', '?')}"
         if exc.errcode in GIVE_UP_CODES:
             return "failed", f"wechat {exc.errcode}: {exc.errmsg}"
         if exc.errcode in DEFER_CODES:
@@ -97,22 +99,24 @@ def _send_one(client, settings, kind, recipient, payload, key) -> tuple[str, str
 
 
 def _record(sessions: sessionmaker, msg_id: int, outcome: str, error: str | None, attempts: int,
-            settings: dict) -> None:
-    """Stores the outcome; retries back off exponentially, up to the configured attempts."""
+            settings: dict) -> str:
+    """Stores the outcome (retries back off exponentially, up to the configured attempts); returns it."""
     now = utcnow()
     with sessions() as s, s.begin():
         row = s.get(OutboxMessage, msg_id)
         row.last_error = error
         if outcome == "sent":
             row.status, row.sent_at = "sent", now
-        elif outcome == "failed" or attempts >= settings["scheduler"]["outbox_max_attempts"]:
-            row.status = "failed"
-            logger.warning("outbox %s failed for good: %s", msg_id, error)
         elif outcome == "deferred":
-            row.status, row.next_attempt_at = "pending", now + timedelta(hours=1)
+            # A used-up daily quota is not the message's fault: wait, without spending an attempt.
+            row.status, row.attempts, row.next_attempt_at = "pending", max(0, attempts - 1), now + DEFER_FOR
+        elif outcome == "failed" or attempts >= settings["scheduler"]["outbox_max_attempts"]:
+            row.status, outcome = "failed", "failed"
+            logger.warning("outbox %s failed for good: %s", msg_id, error)
         else:
             row.status = "pending"
             row.next_attempt_at = now + timedelta(seconds=min(3600, 2 ** attempts))
+    return outcome
 
 
 def send_email(mail: dict, payload: dict, key: str) -> None:

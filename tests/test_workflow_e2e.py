@@ -7,25 +7,16 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
-from bot import orgimport, outbox
-from bot.wechat_api import build_client
+from bot import orgimport
 from models import OutboxMessage, ServiceRequest
 from models.timeline import timeline_of
 
 from .wechat import WeChatSim
-from .wechat_standin import WeChatStandIn
+from .wechat_standin import run_outbox, standin  # noqa: F401  (fixture)
 
 RESIDENT = "o_resident_e2e"
 STEWARD = "sandbox_steward_xinghu"
 LIAISON = "sandbox_liaison_xhy_pm"
-
-
-@pytest.fixture
-def standin():
-    """The WeChat API stand-in on a free loopback port."""
-    server = WeChatStandIn().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -36,13 +27,6 @@ def park(make_app, standin):
     with app.extensions["redsteward.sessions"]() as s:
         orgimport.import_file(s, orgimport.EXAMPLE_PATH)
     return app
-
-
-def deliver(app) -> dict:
-    """Runs the outbox dispatcher once, as the scheduler would."""
-    settings = app.config["REDSTEWARD"]
-    sessions = app.extensions["redsteward.sessions"]
-    return outbox.dispatch_due(sessions, build_client(settings, sessions), settings)
 
 
 def fields(message: dict) -> dict:
@@ -78,7 +62,7 @@ def test_a_request_from_filing_to_a_satisfied_resident(park, standin):
     assert ref in filed and request().status == "submitted"
 
     # The steward gets the new-request template message, with a signed link.
-    assert deliver(park)["sent"] == 1
+    assert run_outbox(park)["sent"] == 1
     [note] = standin.to(STEWARD)
     assert fields(note)["character_string1"] == ref and "星湖苑" in fields(note)["thing3"]
     assert urlsplit(note["url"]).path == f"/m/requests/{ref}" and "t=" in note["url"]
@@ -92,7 +76,7 @@ def test_a_request_from_filing_to_a_satisfied_resident(park, standin):
     assert "已派单" in reply and "星湖苑物业服务中心" in reply
     req = request()
     assert req.status == "routed" and req.deadline_days == 3 and req.deadline_at is not None
-    assert deliver(park)["sent"] == 2
+    assert run_outbox(park)["sent"] == 2
     [routed] = standin.to(LIAISON)
     assert fields(routed)["character_string1"] == ref and fields(routed)["thing2"] == "市场服务类·物业服务"
     [update] = standin.to(RESIDENT)
@@ -101,7 +85,7 @@ def test_a_request_from_filing_to_a_satisfied_resident(park, standin):
     # The liaison replies; the resident gets a template message linking to their page.
     assert "已回复" in wx.text(LIAISON, f"回复 {ref} 明天上午派电工上门更换")
     assert request().status == "answered" and request().answer == "明天上午派电工上门更换"
-    deliver(park)
+    run_outbox(park)
     answered = standin.to(RESIDENT)[-1]
     assert fields(answered)["phrase2"] == "已答复" and f"/m/requests/{ref}?t=" in answered["url"]
     assert answered["url"] != note["url"]  # the resident's link is not the steward's
@@ -109,7 +93,7 @@ def test_a_request_from_filing_to_a_satisfied_resident(park, standin):
     # Resolved: template message plus the rating question (the resident wrote recently).
     assert "已办结" in wx.text(LIAISON, f"办结 {ref} 灯已更换")
     assert request().status == "resolved"
-    deliver(park)
+    run_outbox(park)
     resolved, ask = standin.to(RESIDENT)[-2:]
     assert fields(resolved)["phrase2"] == "已办结"
     assert ask["msgtype"] == "text" and ref in ask["text"]["content"] and "3 不满意" in ask["text"]["content"]
@@ -119,13 +103,13 @@ def test_a_request_from_filing_to_a_satisfied_resident(park, standin):
     assert "重新交给星湖苑物业服务中心" in reply
     req = request()
     assert (req.status, req.rating, req.rating_comment, req.reopen_count) == ("reopened", "unsatisfied", "还是不亮", 1)
-    deliver(park)
+    run_outbox(park)
     reopened = standin.to(LIAISON)[-1]
     assert fields(reopened)["phrase2"] == "重新办理" and fields(reopened)["character_string1"] == ref
 
     # Resolved again, rated 满意: closed.
     assert "已办结" in wx.text(LIAISON, f"办结 {ref} 整条线路已更换")
-    deliver(park)
+    run_outbox(park)
     assert fields(standin.to(RESIDENT)[-2])["phrase2"] == "已办结"
     assert "感谢" in wx.text(RESIDENT, "1")
     req = request()
@@ -141,7 +125,7 @@ def test_a_request_from_filing_to_a_satisfied_resident(park, standin):
             ("reopen", "reopened", "resident"), ("resolve", "resolved", "liaison"),
             ("rate", "rated", "resident"), ("close", "closed", "system")]
         statuses = s.scalars(select(OutboxMessage.status)).all()
-    assert set(statuses) == {"sent"} and deliver(park)["sent"] == 0
+    assert set(statuses) == {"sent"} and run_outbox(park)["sent"] == 0
     # Every message went out once: 1 to the steward, 2 to the liaison (+ reopen), 6 to the resident.
     assert len(standin.to(STEWARD)) == 1 and len(standin.to(LIAISON)) == 2
     assert len(standin.to(RESIDENT)) == 6

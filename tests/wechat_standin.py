@@ -5,12 +5,18 @@ import json
 import socket
 import threading
 import time
-from email import message_from_bytes
+from datetime import timedelta
+from email import message_from_bytes, policy
 from email.message import Message
 
+import pytest
 from aiosmtpd.controller import Controller
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from bot import outbox
+from bot.wechat_api import build_client
+from models import utcnow
 
 
 def free_port() -> int:
@@ -71,6 +77,8 @@ class WeChatStandIn:
             fault = self.faults.pop(0) if self.faults else None
             self.attempts.append({"path": path, "token": request.args.get("access_token"), **body})
         if fault == "hang":
+            # WeChat did the work but the answer never arrives in time.
+            self._deliver(path, body)
             time.sleep(self.hang_seconds)
             return self._json({"errcode": 0, "errmsg": "ok"})(environ, start_response)
         if fault == "http500":
@@ -79,11 +87,15 @@ class WeChatStandIn:
             return self._json({"errcode": fault, "errmsg": f"fault {fault}"})(environ, start_response)
         if request.args.get("access_token") != (self.tokens[-1] if self.tokens else None):
             return self._json({"errcode": 40001, "errmsg": "invalid credential"})(environ, start_response)
+        self._deliver(path, body)
+        return self._json({"errcode": 0, "errmsg": "ok", "msgid": len(self.attempts)})(environ, start_response)
+
+    def _deliver(self, path: str, body: dict) -> None:
+        """Delivers a message once per client_msg_id."""
         with self._lock:
             key = body.get("client_msg_id")
             if not key or all(m.get("client_msg_id") != key for m in self.delivered):
                 self.delivered.append({"path": path, **body})
-        return self._json({"errcode": 0, "errmsg": "ok", "msgid": len(self.attempts)})(environ, start_response)
 
     @staticmethod
     def _json(data: dict) -> Response:
@@ -100,7 +112,7 @@ class MailBox:
 
     async def handle_DATA(self, server, session, envelope):
         """Stores the message and accepts it."""
-        self.messages.append(message_from_bytes(envelope.content))
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
 
@@ -124,3 +136,26 @@ class SMTPServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+
+
+@pytest.fixture
+def standin():
+    """The WeChat API stand-in on a free loopback port (import this fixture into a test module)."""
+    server = WeChatStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on a free loopback port (import this fixture into a test module)."""
+    server = SMTPServer().start()
+    yield server
+    server.stop()
+
+
+def run_outbox(app, later: timedelta = timedelta(0)) -> dict:
+    """One pass of the outbox dispatcher, as the scheduler runs it, as if `later` from now."""
+    settings = app.config["REDSTEWARD"]
+    sessions = app.extensions["redsteward.sessions"]
+    return outbox.dispatch_due(sessions, build_client(settings, sessions), settings, now=utcnow() + later)
