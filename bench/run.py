@@ -6,7 +6,8 @@ ratios. Targets are printed beside the figures, never asserted.
 Knobs (environment): BENCH_SECONDS (per run, default 10), BENCH_RUNS (default 3),
 BENCH_RESIDENTS (default 50000), BENCH_MEMORY_MESSAGES (default 100000, 0 skips),
 BENCH_PG_URL (default the rs_bench database on 127.0.0.1, created if missing; empty
-string skips PostgreSQL), BENCH_ONLY (comma-separated target names), BENCH_PROFILE=1
+string skips PostgreSQL), BENCH_ONLY (comma-separated target names),
+BENCH_OUTBOX_MESSAGES (default 2000), BENCH_OUTBOX_RATE (the limited run, default 100/s), BENCH_PROFILE=1
 (py-spy records one Red Steward worker during the first run of each target).
 """
 from __future__ import annotations
@@ -93,8 +94,8 @@ def ensure_pg(url: str) -> str | None:
     return url
 
 
-def fresh_schema(url: str) -> None:
-    """An empty database with every table, and the demo park loaded."""
+def fresh_schema(url: str, demo_park: bool = True) -> None:
+    """An empty database with every table, and the demo park loaded (unless told not to)."""
     from sqlalchemy import text
     from bot.config import load_settings
     from models import Base, make_engine, make_session_factory, pii
@@ -110,9 +111,10 @@ def fresh_schema(url: str) -> None:
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
     Base.metadata.create_all(engine)
-    from bot import demo
-    with make_session_factory(engine)() as s:
-        demo.load(s)
+    if demo_park:
+        from bot import demo
+        with make_session_factory(engine)() as s:
+            demo.load(s)
     engine.dispose()
 
 
@@ -293,7 +295,8 @@ def table(results: list[dict]) -> str:
 TARGETS_TEXT = """targets (compared, not asserted):
   conversation step (rs-*-plain) >= 0.50x wechatpy-echo and >= 2.00x werobot, p99 < 50 ms
   safe mode (rs-*-safe)          >= 0.40x wechatpy-echo
-  RSS per worker after 100,000 messages < 150 MB, no growth in the second 100,000"""
+  RSS per worker after 100,000 messages < 150 MB, no growth in the second 100,000
+  outbox >= 200 template messages/s with no rate limit; busiest second <= the configured rate"""
 
 
 def main() -> int:
@@ -316,9 +319,15 @@ def main() -> int:
             print(f"\nmemory ({r['name']}), RSS per worker MB: start {_mb(m['before_mb'])}; after "
                   f"{MEMORY_MESSAGES} messages {_mb(m['after_first_mb'])}; after {2 * MEMORY_MESSAGES} "
                   f"{_mb(m['after_second_mb'])}")
+    from bench import outbox
+    dbs = [f"sqlite:///{WORK}/outbox.sqlite3"] + ([pg_url] if pg_url else [])
+    log(f"outbox: {outbox.MESSAGES} template messages to a local API stand-in")
+    sent = outbox.main(dbs)
+    print(f"\noutbox, {outbox.MESSAGES} template messages to a local stand-in of the WeChat API")
+    print(outbox.table(sent))
     print("\n" + TARGETS_TEXT)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    (RESULTS / f"webhook-{stamp}.json").write_text(json.dumps(results, indent=1))
+    (RESULTS / f"bench-{stamp}.json").write_text(json.dumps({"webhook": results, "outbox": sent}, indent=1))
     return 0
 
 
