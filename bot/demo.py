@@ -15,4 +15,7 @@ def load(session: Session, only_if_empty: bool = False) -> bool:
         return False
     orgimport.apply(session, orgimport.read(orgimport.EXAMPLE_PATH))
     session.commit()
+    from .activity_demo import load_demo_activities
+    load_demo_activities(session)
+    session.commit()
     return True

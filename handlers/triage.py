@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ UNTRUSTED_CLOSES = ("not_our_remit", "withdrawn")
 LEARNED_STATUSES = ("resolved", "rated", "closed")
 _lock = threading.Lock()
 _models: dict[str, tuple[int, "Classifier | None"]] = {}
+_training: dict[str, threading.Thread] = {}
 MIN_RETRAIN = 20  # new closed requests before the model is retrained, at the least
 MAX_HISTORY = 20000  # the newest closed requests are enough to learn from
 
@@ -94,6 +96,7 @@ def train(examples: list[tuple[str, str, str]], catalogue: Catalogue | None = No
     usable = [e for e in examples if per_category[e[2]] >= int(settings.get("min_per_category", 3))]
     if len(usable) < int(settings.get("min_history", 60)) or len({e[2] for e in usable}) < 2:
         return None
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -104,8 +107,11 @@ def train(examples: list[tuple[str, str, str]], catalogue: Catalogue | None = No
         return ws + [a + "|" + b for a, b in zip(ws, ws[1:])]
 
     pipeline = make_pipeline(TfidfVectorizer(analyzer=analyse, sublinear_tf=True),
-                             LogisticRegression(max_iter=2000, C=10.0))
-    pipeline.fit([e[0] for e in usable], [e[2] for e in usable])
+                             LogisticRegression(C=10.0, solver="saga", max_iter=300))
+    with warnings.catch_warnings():
+        # saga stopping a little short of convergence still ranks categories well.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipeline.fit([e[0] for e in usable], [e[2] for e in usable])
     types: dict[str, Counter] = {}
     for _text, type_, category in usable:
         types.setdefault(category, Counter())[type_] += 1
@@ -127,16 +133,45 @@ def _learned():
             func.coalesce(ServiceRequest.close_reason, "").not_in(UNTRUSTED_CLOSES))
 
 
-def model_for(session: Session, catalogue: Catalogue | None = None) -> Classifier | None:
-    """The classifier of the park's history; retrained once that history grew or shrank by a tenth."""
+def model_for(session: Session, catalogue: Catalogue | None = None, wait: bool = False) -> Classifier | None:
+    """The classifier of the park's history, or None (then the rules answer).
+
+    Learning takes seconds on a large park, far beyond WeChat's five: unless `wait`, a missing
+    or stale model is retrained in a background thread and the previous one (or the rules)
+    answers meanwhile. A model is stale once the history grew or shrank by a tenth.
+    """
+    catalogue = catalogue or load_catalogue()
     count = session.scalar(select(func.count(ServiceRequest.id)).where(*_learned()))
-    url = str(session.get_bind().url)
+    engine = session.get_bind()
+    url = str(engine.url)
     with _lock:
         cached = _models.get(url)
-    # Training takes a second or two on a large park: a steward's 查看 must not pay it every time.
     if cached is not None and abs(count - cached[0]) <= max(MIN_RETRAIN, count // 10):
         return cached[1]
-    model = train(history(session), catalogue)
+    if count < int(catalogue.settings.get("min_history", 60)):
+        return None
+    if wait:
+        return _train_and_keep(engine, url, catalogue)
+    with _lock:
+        running = _training.get(url)
+        if running is None or not running.is_alive():
+            running = threading.Thread(target=_train_and_keep, args=(engine, url, catalogue),
+                                       name="triage-training", daemon=True)
+            _training[url] = running
+            running.start()
+    return cached[1] if cached else None
+
+
+def _train_and_keep(engine, url: str, catalogue: Catalogue) -> Classifier | None:
+    """Reads the history in its own session, trains, and keeps the model for this database."""
+    try:
+        with Session(engine) as session:
+            count = session.scalar(select(func.count(ServiceRequest.id)).where(*_learned()))
+            rows = history(session)
+        model = train(rows, catalogue)
+    except Exception:  # a background thread has no caller to tell; the rules keep answering
+        logger.exception("triage: training failed")
+        return None
     with _lock:
         _models[url] = (count, model)
     if model is not None:
@@ -144,10 +179,20 @@ def model_for(session: Session, catalogue: Catalogue | None = None) -> Classifie
     return model
 
 
+def wait_for_training(timeout: float | None = None) -> None:
+    """Waits for background training to finish (tests, and before a process exits)."""
+    with _lock:
+        threads = list(_training.values())
+    for thread in threads:
+        thread.join(timeout)
+
+
 def forget_models() -> None:
     """Drops the trained models, so the next suggestion learns afresh (after a bulk import)."""
+    wait_for_training()
     with _lock:
         _models.clear()
+        _training.clear()
 
 
 def by_rules(text: str, catalogue: Catalogue | None = None) -> Suggestion:
@@ -232,7 +277,8 @@ def similar_open(session: Session, req: ServiceRequest, catalogue: Catalogue | N
     return sorted(found, key=lambda p: (-p[1], p[0].created_at))
 
 
-def duplicate_groups(session: Session, community_id: int, catalogue: Catalogue | None = None) -> list[list[ServiceRequest]]:
+def duplicate_groups(session: Session, community_id: int,
+                     catalogue: Catalogue | None = None) -> list[list[ServiceRequest]]:
     """Groups of open requests in a community that look like one matter (oldest first in each)."""
     catalogue = catalogue or load_catalogue()
     settings = catalogue.settings

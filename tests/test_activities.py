@@ -192,3 +192,12 @@ def test_steward_publishes_by_chat_then_marks_attendance_and_records_hours_witho
         balance = wx.text("o_r2", "我的积分")
         assert "您的积分：0 分" in balance and "累计服务时长：2.0 小时" in balance
         assert "您的积分：1 分" in wx.text("o_r1", "我的积分")
+
+
+def test_demo_park_offers_activities_and_rewards_to_try_in_the_simulator(demo, wx, sessions):
+    with sessions() as s:
+        verified_resident(s, "o_demo")
+    listing = wx.click("o_demo", "ACTIVITIES")
+    assert "星湖苑环境清洁" in listing and "园区助老上门服务" in listing and "亲子公益跑" in listing
+    wx.text("o_demo", "取消")
+    assert "环保购物袋 · 2 积分" in wx.click("o_demo", "REWARDS")

@@ -3,6 +3,7 @@ never applied by themselves; duplicates spotted, merged, and every reporter answ
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -63,6 +64,13 @@ def test_with_history_the_classifier_learns_the_parks_own_classification(s):
     loaded = triage_demo.load_history(s, NOW)
     s.commit()
     assert loaded > 500
+    # The first look after the history arrived is answered by the rules at once; the model is
+    # learned in the background meanwhile and answers from then on.
+    started = time.monotonic()
+    assert triage.suggest(s, "电梯坏了").source == "rules"
+    assert time.monotonic() - started < 2
+    s.commit()  # SQLite: let the training thread read
+    triage.wait_for_training()
     found = triage.suggest(s, "有人在草坪上遛狗不拴绳，狗还冲着孩子叫", estate(s), estate(s).community)
     assert (found.source, found.category, found.type) == ("model", "文明养宠", "self_governance")
     assert found.basis == loaded and found.confidence > 0.3
