@@ -14,8 +14,7 @@ def load(session: Session, only_if_empty: bool = False) -> bool:
     if only_if_empty and session.scalar(select(func.count(Organisation.id))):
         return False
     orgimport.apply(session, orgimport.read(orgimport.EXAMPLE_PATH))
-    session.commit()
-    from .activity_demo import load_demo_activities
-    load_demo_activities(session)
-    session.commit()
+    session.flush()
+    from .content import EXAMPLE, load_file
+    load_file(session, EXAMPLE)  # commits the park and the demo announcements and handbook
     return True

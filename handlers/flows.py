@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from datetime import timedelta
 
 from . import registry
@@ -22,6 +23,9 @@ YES_WORDS = {"1", "是", "确认", "提交", "确定", "好", "对"}
 NO_WORDS = {"2", "否", "修改", "不对"}
 DONE_WORDS = {"完成", "好了", "没有了", "就这些"}
 MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+WORDS_RE = re.compile(r"[\w\u4e00-\u9fff]")
+CHINESE_NUMBERS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9,
+                   "十": 10}
 
 
 def active_flow(ctx: Context) -> Flow | None:
@@ -52,21 +56,38 @@ def start(ctx: Context, flow: Flow) -> Reply:
     """Begins a flow at its first step (after checking it may be started)."""
     if flow.requires_verified and not ctx.resident.is_verified:
         return Text(say("verify_first", title=flow.title))
-    notes = [note for note in (hook(ctx, flow) for hook in registry.BEFORE_START) if note]
     conv = ctx.conversation
     conv.clear()
     conv.flow = flow.name
-    conv.step = flow.steps[0].id
     conv.data = {}
     conv.history = []
-    return Text("\n\n".join([*notes, ask(ctx, flow, flow.steps[0])]))
+    first = _next_step(ctx, flow, -1)
+    if first is None:  # every step is conditional and none applies: go straight to the summary
+        conv.step = CONFIRM
+        return Text(_summary(ctx, flow))
+    conv.step = first.id
+    return Text(ask(ctx, flow, first))
+
+
+def answers_of(flow: Flow, data: dict) -> dict:
+    """The answers for templates: every step present, None where skipped or not asked."""
+    return {**{s.id: None for s in flow.steps}, **data}
+
+
+def _next_step(ctx: Context, flow: Flow, after: int) -> Step | None:
+    """The first step after position `after` whose `when:` condition holds (or that has none)."""
+    for step in flow.steps[after + 1:]:
+        if step.when is None or step.when(answers=answers_of(flow, ctx.conversation.data),
+                                          resident=ctx.resident):
+            return step
+    return None
 
 
 def ask(ctx: Context, flow: Flow, step: Step, hint: str | None = None) -> str:
     """The question of a step, with its numbered choices and how to skip or cancel."""
-    prompt = step.prompt.render(answers=ctx.conversation.data, resident=ctx.resident).strip()
+    prompt = step.prompt.render(answers=answers_of(flow, ctx.conversation.data), resident=ctx.resident).strip()
     return say("step", prompt=prompt, hint=hint, choices=[label for _, label in choices_of(ctx, step)],
-               optional=step.optional, first=flow.index(step.id) == 0, step_type=step.type,
+               optional=step.optional, first=not ctx.conversation.history, step_type=step.type,
                max_items=step.max_items)
 
 
@@ -89,6 +110,8 @@ def advance(ctx: Context, flow: Flow) -> Reply:
     if conv.step == CONFIRM:
         return _confirm(ctx, flow, text)
     step = flow.step(conv.step)
+    if text in SKIP_WORDS and step.type == "images" and conv.data.get(step.id):
+        return _add_image(ctx, flow, step, "__done__")  # 跳过 after some photos keeps them
     if text in SKIP_WORDS and step.optional:
         return _store_and_next(ctx, flow, step, None)
     if text in SKIP_WORDS and text == "跳过":
@@ -106,16 +129,13 @@ def advance(ctx: Context, flow: Flow) -> Reply:
 
 def _store_and_next(ctx: Context, flow: Flow, step: Step, value) -> Reply:
     """Records an answer and moves to the next step or to the confirmation."""
-    for hook in registry.ON_ANSWER:
-        hook(ctx, flow, step)
     conv = ctx.conversation
     data = dict(conv.data)
     data[step.id] = value
     conv.data = data
     conv.history = [*conv.history, step.id]
-    idx = flow.index(step.id)
-    if idx + 1 < len(flow.steps):
-        nxt = flow.steps[idx + 1]
+    nxt = _next_step(ctx, flow, flow.index(step.id))
+    if nxt is not None:
         conv.step = nxt.id
         return Text(ask(ctx, flow, nxt))
     conv.step = CONFIRM
@@ -139,9 +159,23 @@ def _add_image(ctx: Context, flow: Flow, step: Step, value) -> Reply:
 
 def _summary(ctx: Context, flow: Flow) -> str:
     """The summary the resident confirms before anything is filed."""
-    body = flow.summary.render(answers=ctx.conversation.data, resident=ctx.resident,
+    body = flow.summary.render(answers=answers_of(flow, ctx.conversation.data), resident=ctx.resident,
                                labels=_labels(ctx, flow)).strip() if flow.summary else ""
-    return say("confirm", title=flow.title, body=body)
+    return say("confirm", title=flow.title, body=body, suggestions=_suggestions(ctx, flow))
+
+
+def _suggestions(ctx: Context, flow: Flow) -> list:
+    """Answers from the handbook and announcements that may make filing unnecessary."""
+    source = flow.options.get("suggest_from")
+    if not source:
+        return []
+    value = ctx.conversation.data.get(source)
+    if isinstance(value, dict):  # a voice answer: WeChat's recognition is the text
+        value = value.get("recognition")
+    if not value:
+        return []
+    from .search import suggestions
+    return suggestions(ctx, str(value), limit=int(flow.options.get("suggest_limit", 3)))
 
 
 def _labels(ctx: Context, flow: Flow) -> dict[str, str]:
@@ -158,11 +192,13 @@ def _back(ctx: Context, flow: Flow) -> Reply:
     """Goes back one step (from the confirmation, to the last question)."""
     conv = ctx.conversation
     if not conv.history:
-        return Text(ask(ctx, flow, flow.steps[0], hint=say("hint_first_step")))
+        return Text(ask(ctx, flow, flow.step(conv.step), hint=say("hint_first_step")))
     prev = conv.history[-1]
     conv.history = conv.history[:-1]
     data = dict(conv.data)
     data.pop(prev, None)
+    if conv.step != CONFIRM:
+        data.pop(conv.step, None)  # photos half-collected at the step being left
     conv.data = data
     conv.step = prev
     return Text(ask(ctx, flow, flow.step(prev)))
@@ -176,7 +212,7 @@ def _confirm(ctx: Context, flow: Flow, text: str) -> Reply:
         try:
             reply = registry.COMPLETERS[flow.handler](ctx, answers)
         except Invalid as exc:
-            return Text(say("confirm", title=flow.title, body=str(exc)))
+            return Text(str(exc) + "\n\n" + _summary(ctx, flow))
         ctx.conversation.clear()
         return reply
     if text in NO_WORDS:
@@ -213,7 +249,9 @@ def _parse(ctx: Context, step: Step):
 
 
 def _checked_text(text: str, step: Step) -> str:
-    """Checks free text against the step's length limits."""
+    """Checks free text against the step's length limits; emoji alone say nothing."""
+    if not WORDS_RE.search(text):
+        raise Invalid(say("hint_words_needed"))
     if len(text) < step.min_length:
         raise Invalid(say("hint_too_short", min=step.min_length))
     if len(text) > step.max_length:
@@ -224,11 +262,13 @@ def _checked_text(text: str, step: Step) -> str:
 def _choose(ctx: Context, step: Step) -> str:
     """A number from the list or the words of a choice both select it."""
     options = choices_of(ctx, step)
-    text = ctx.text.strip().rstrip(".。")
-    if text.isdigit() and 1 <= int(text) <= len(options):
-        return options[int(text) - 1][0]
+    text = unicodedata.normalize("NFKC", ctx.text).strip().rstrip(".。、")
+    number = int(text) if text.isdigit() else CHINESE_NUMBERS.get(text)
+    if number is not None and 1 <= number <= len(options):
+        return options[number - 1][0]
     for value, label in options:
-        if text in (label, value):
+        # "夜间" picks "夜间（19:00—次日7:30）": the words before a bracket are the choice's name.
+        if text in (label, value, re.split(r"[（(]", label)[0].strip()):
             return value
     matches = [v for v, label in options if text and text in label]
     if len(matches) == 1:
@@ -238,7 +278,7 @@ def _choose(ctx: Context, step: Step) -> str:
 
 def normalise_mobile(raw: str) -> str:
     """Accepts 138 1234 5678, 138-1234-5678 and +86 prefixes; refuses anything else."""
-    digits = re.sub(r"[\s\-()（）]", "", raw)
+    digits = re.sub(r"[\s\-()（）]", "", unicodedata.normalize("NFKC", raw))
     digits = re.sub(r"^(\+?86)", "", digits) if len(digits) > 11 else digits
     if not MOBILE_RE.match(digits):
         raise Invalid(say("hint_mobile"))

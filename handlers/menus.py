@@ -5,11 +5,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Any
+
 import yaml
 from jinja2 import Template, TemplateSyntaxError
 
 from . import registry
-from .texts import compile_snippet
+from .texts import compile_expression, compile_snippet
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "menus.yaml"
 STEP_TYPES = ("choice", "text", "phone", "location", "images", "voice_or_text")
@@ -36,7 +38,14 @@ class _LineLoader(yaml.SafeLoader):
     """safe_load, but mappings keep their line numbers."""
 
     def construct_mapping(self, node, deep=False):
-        """Builds a _LineDict with 1-based line numbers."""
+        """Builds a _LineDict with 1-based line numbers; a key given twice is an error, not a silent overwrite."""
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        problem=f"duplicate key {key_node.value!r}", problem_mark=key_node.start_mark)
+                seen.add(key_node.value)
         mapping = _LineDict(super().construct_mapping(node, deep=True))
         mapping.line = node.start_mark.line + 1
         mapping.key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value
@@ -62,6 +71,7 @@ class Step:
     max_length: int = 500
     max_items: int = 3
     label: str = ""
+    when: Any = None  # a compiled Jinja expression; the step is asked only when it is true
 
 
 @dataclass
@@ -293,7 +303,7 @@ def _load_step(c: _Checker, s, seen: set) -> Step | None:
         c.problems.append(f"{c.path}:0: a step must be a mapping")
         return None
     known = {"id", "type", "prompt", "optional", "choices", "choices_from", "validator",
-             "min_length", "max_length", "max_items", "label"}
+             "min_length", "max_length", "max_items", "label", "when"}
     for key in s:
         if key not in known:
             c.err(s, key, f"unknown key {key!r} in step (known: {', '.join(sorted(known))})")
@@ -321,7 +331,13 @@ def _load_step(c: _Checker, s, seen: set) -> Step | None:
     for key, table in (("validator", registry.VALIDATORS), ("choices_from", registry.CHOICES)):
         if s.get(key) and s[key] not in table:
             c.err(s, key, f"{key} {s[key]!r} does not exist (known: {', '.join(sorted(table))})")
-    return Step(id=str(sid), type=str(stype), prompt=prompt or compile_snippet(""),
+    when = None
+    if s.get("when") is not None:
+        try:
+            when = compile_expression(str(s["when"]))
+        except TemplateSyntaxError as exc:
+            c.err(s, "when", f"when: expression error: {exc.message}")
+    return Step(id=str(sid), type=str(stype), prompt=prompt or compile_snippet(""), when=when,
                 optional=bool(s.get("optional", False)), choices=choices,
                 choices_from=s.get("choices_from"), validator=s.get("validator"),
                 min_length=int(s.get("min_length", 1)), max_length=int(s.get("max_length", 500)),

@@ -80,9 +80,9 @@ def register(ctx: Context, answers: dict) -> Reply:
     return Text(say("volunteer_applied", number=vol.id, estate=estate.name))
 
 
-def decide(session: Session, services: Services, volunteer_id: int, steward: Steward, approve: bool,
-           now: datetime) -> volunteers.Volunteer:
-    """Approves or rejects a registration and tells the resident (chat command and console)."""
+def decide(session: Session, services: Services, volunteer_id: int, steward: Steward | None,
+           approve: bool, now: datetime) -> volunteers.Volunteer:
+    """Approves or rejects a registration and tells the resident (chat command; the console passes None)."""
     vol = volunteers.decide(session, volunteer_id, steward, approve, now)
     notify(session, services, vol.resident.openid, "volunteer", "volunteer_tpl_decided",
            key=f"volunteer_decided:{vol.id}:{int(now.timestamp())}", approved=vol.is_approved,

@@ -1,9 +1,9 @@
 """Tables and the rules that keep them valid. Imports neither Flask nor wechatpy."""
 from . import pii
 from .base import Base, make_engine, make_session_factory, utcnow
+from .content import Announcement, HandbookEntry
 from .conversation import Conversation
-from .consent import ConsentRecord, RetentionMark, RightsRequest
-from .media import MediaFile
+from .form import FormSubmission
 from .organisation import Estate, Liaison, Organisation, Steward
 from .outbox import OutboxMessage, enqueue
 from .points import PointsEntry, Redemption, Reward
@@ -14,15 +14,14 @@ from .schedule import JobRun, Notice
 from .volunteer import ServiceRecord, Volunteer
 from .activity import Activity, Signup
 from .apikey import ApiKey, ApiKeyUsage
-from .duplicate import DuplicateLink
 from .open311 import Open311Submission
 from .wechat import AccessToken, ProcessedMessage, SandboxCall
 
 __all__ = [
     "pii", "Base", "make_engine", "make_session_factory", "utcnow",
+    "Announcement", "HandbookEntry", "FormSubmission",
     "Conversation", "Estate", "Organisation", "OutboxMessage", "enqueue",
     "Liaison", "TimelineEntry",
-    "ConsentRecord", "RightsRequest", "RetentionMark", "MediaFile",
     "PointsEntry", "Redemption", "Reward", "ServiceRecord", "Volunteer", "Activity", "Signup",
     "Resident", "ServiceRequest", "Steward", "file_request", "AccessToken", "ProcessedMessage", "SandboxCall",
 ]

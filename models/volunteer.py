@@ -86,18 +86,18 @@ def apply(session: Session, resident: Resident, estate_id: int | None, skills: s
     return vol
 
 
-def decide(session: Session, volunteer_id: int, steward: Steward, approve: bool,
+def decide(session: Session, volunteer_id: int, steward: Steward | None, approve: bool,
            now: datetime) -> Volunteer:
-    """A steward approves (or rejects) a pending registration of their own community."""
-    vol = session.get(Volunteer, volunteer_id)
+    """A steward approves (or rejects) a pending registration of their own community; None: an admin."""
+    vol = session.scalar(select(Volunteer).where(Volunteer.id == volunteer_id).with_for_update())
     if vol is None:
         raise Refused("unknown_volunteer", number=volunteer_id)
-    if vol.estate is not None and vol.estate.community_id != steward.community_id:
+    if steward is not None and vol.estate is not None and vol.estate.community_id != steward.community_id:
         raise Refused("other_community", number=volunteer_id)
     if vol.status != "pending":
         raise Refused("not_pending", number=volunteer_id, status=vol.status)
     vol.status = "approved" if approve else "rejected"
-    vol.decided_at, vol.decided_by_id = now, steward.id
+    vol.decided_at, vol.decided_by_id = now, steward.id if steward is not None else None
     return vol
 
 

@@ -60,3 +60,17 @@ def test_rejected_resident_may_apply_again_and_unverified_are_asked_to_verify(pa
         assert [m.payload["data"]["phrase2"]["value"] for m in templates_to(s, "o_again")] == ["未通过"]
     assert "实名认证" in wx.click("o_stranger", "VOLUNTEER")
     assert "志愿者审核指令" in wx.text(STEWARD_XH, "志愿者 随便")
+
+
+def test_the_console_approves_through_the_same_function_and_the_resident_is_told(park, app, wx, sessions):
+    from handlers.volunteers import decide
+    from models import utcnow
+    with sessions() as s:
+        verified_resident(s, "o_console")
+    number = int(register(wx, "o_console").split("编号 ")[1].split("，")[0])
+    services = app.extensions["redsteward.services"]
+    with sessions() as s:
+        decide(s, services, number, None, True, utcnow())  # an admin in the console: no community limit
+        s.commit()
+        assert s.get(Volunteer, number).status == "approved"
+        assert [m.payload["data"]["phrase2"]["value"] for m in templates_to(s, "o_console")] == ["已通过"]
