@@ -247,6 +247,9 @@ def scheduler_run():
 @click.argument("name")
 def scheduler_run_job(name):
     """Run one job now, in this process (e.g. deadlines, daily_summary, follow_up)."""
+    known = job_table(current_app.config["REDSTEWARD"])
+    if name not in known:
+        raise click.BadParameter(f"no job {name!r}; the jobs are: {', '.join(known)}", param_hint="NAME")
     result = run_named(current_app._get_current_object(), name)
     click.echo(" ".join(f"{k}={v}" for k, v in result.items()) or "nothing to do")
 

@@ -224,3 +224,7 @@ def test_cli_lists_the_commands(app):
     out = runner.invoke(args=["scheduler", "--help"]).output
     assert "run" in out and "run-job" in out
     assert "now" in runner.invoke(args=["digest", "--help"]).output
+    wrong = runner.invoke(args=["scheduler", "run-job", "reminders"])
+    assert wrong.exit_code == 2 and "no job 'reminders'; the jobs are: outbox, deadlines" in wrong.output
+    assert runner.invoke(args=["scheduler", "run-job", "housekeeping"]).output.strip() == (
+        "conversations_cleared=0 dedup_purged=0")
