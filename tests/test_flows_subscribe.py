@@ -1,33 +1,15 @@
 """Subscribe and QR posters: an estate's code binds the follower; the simulator plays a whole 求助."""
 from __future__ import annotations
 
-import threading
-
-import pytest
 import requests
 from PIL import Image
-from werkzeug.serving import make_server
 from sqlalchemy import select
 
 from bot.qr import cjk_font_path
 from models import Resident, SandboxCall
 
 from .flowkit import Chat
-from .test_sandbox import free_port
-
-
-@pytest.fixture
-def live(make_app):
-    """The sandbox app with demo data on a real loopback port: (app, base URL)."""
-    port = free_port()
-    app = make_app(app={"public_url": f"http://127.0.0.1:{port}"})
-    from bot import demo
-    with app.extensions["redsteward.sessions"]() as s:
-        demo.load(s)
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield app, f"http://127.0.0.1:{port}"
-    server.shutdown()
+from .test_sandbox import served  # noqa: F401  (the demo sandbox app on a loopback port)
 
 
 def _estate_of(sessions, openid):
@@ -60,9 +42,9 @@ def test_an_estate_bound_resident_is_not_asked_for_the_community(demo):
     assert chat.state == ("help_request", "category")
 
 
-def test_qr_posters_one_png_per_estate_with_a_permanent_scene(live, tmp_path):
+def test_qr_posters_one_png_per_estate_with_a_permanent_scene(served, make_app, tmp_path):  # noqa: F811
     import bot.qr as qr
-    app, _url = live
+    app = make_app(app={"public_url": served})  # the same database, calling the served stand-in
     result = app.test_cli_runner().invoke(args=["qr", "posters", str(tmp_path / "posters")])
     assert result.exit_code == 0, result.output
     files = sorted(p.name for p in (tmp_path / "posters").iterdir())
@@ -86,10 +68,8 @@ def test_a_cjk_font_is_installed_for_the_posters():
     assert cjk_font_path() is not None
 
 
-def test_simulator_verify_then_file_with_photo_and_location(live):
+def test_simulator_verify_then_file_with_photo_and_location(served):  # noqa: F811
     """As a person in the simulator: verify, file a 求助 with a photo and a location, see the steward's message."""
-    _app, served = live
-
     def send(**data):
         resp = requests.post(f"{served}/sandbox/send", json={"openid": "o_sim", **data}, timeout=10)
         assert resp.status_code == 200
