@@ -11,6 +11,7 @@ from handlers import menus as menu_loader
 from handlers.context import Services
 
 from . import cli, db, open311, sandbox, scheduler, triage, webhook
+from . import mobile
 from .config import REAL_API_BASE_URL, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if wx["sandbox"]:
         app.register_blueprint(sandbox.bp)
     cli.init_app(app)
+    app.register_blueprint(mobile.bp)
     scheduler.init_app(app)
     open311.init_app(app)
     triage.init_app(app)

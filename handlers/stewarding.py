@@ -126,7 +126,7 @@ def perform(session: Session, services: Services, staff: Staff, req: ServiceRequ
         else:
             raise ValueError(f"unknown action {action!r}")
     except wf.WorkflowError as exc:
-        raise Refused(say("steward_refused", code=exc.code, ref=req.ref, **exc.params)) from None
+        raise Refused(say("steward_refused", **{"ref": req.ref, **exc.params, "code": exc.code})) from None
     triage.follow(session, services, staff, req, action, now, args)  # merged duplicates follow
     return say("steward_done", action=action, req=req, deadline=notices.local_time(req.deadline_at))
 

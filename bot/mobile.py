@@ -1,0 +1,139 @@
+"""The mobile page of a request (/m/requests/<ref>?t=…): timeline and actions, opened from a
+template message or an e-mail. The signed `t` names who opens it, so a number alone opens nothing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from handlers import rating, stewarding
+from handlers.request_links import RESIDENT, read_token
+from handlers.request_notices import local_time, place_of
+from handlers.texts import say
+from models import Organisation, routing, utcnow
+from models.pii import mask_mobile, mask_name
+from models.request import CLOSE_REASONS, RATINGS, TYPES
+from models.timeline import Actor, timeline_of
+from models.workflow import EARLY_CLOSE_REASONS, TRANSITIONS, WorkflowError, find_by_ref
+
+from .db import get_session
+
+bp = Blueprint("mobile", __name__, url_prefix="/m")
+
+STAFF_FORMS = ("classify", "route", "transfer", "answer", "resolve", "escalate", "close")
+
+
+@dataclass(frozen=True)
+class DepartmentStaff(stewarding.Staff):
+    """A park department opening the link of its e-mail: acts as the handler, named in the timeline."""
+
+    @property
+    def actor(self) -> Actor:
+        """The department itself."""
+        return Actor("staff", None, self.label)
+
+
+def _viewer(session, ref: str):
+    """('resident', None) or ('staff', Staff) for the link's token; 404 for a bad or foreign link."""
+    viewer = read_token(current_app.config["SECRET_KEY"], ref, request.args.get("t", ""))
+    if viewer is None:
+        abort(404)
+    if viewer == RESIDENT:
+        return "resident", None
+    staff = stewarding.staff_for(session, viewer)
+    if staff is None:
+        org = session.scalar(select(Organisation).where(Organisation.code == viewer))
+        if org is None:
+            abort(403)  # the person the link was sent to no longer works on requests
+        staff = DepartmentStaff("liaison", org.id, org.code, org.name, organisation_id=org.id)
+    return "staff", staff
+
+
+def _allowed(req, staff) -> list[str]:
+    """The forms to show: the actions the status allows and the viewer may take."""
+    forms = []
+    for action in STAFF_FORMS:
+        if req.status not in TRANSITIONS[action][0]:
+            continue
+        if staff.kind != "steward" and action not in stewarding.LIAISON_ACTIONS:
+            continue
+        if action == "route" and req.status == "submitted":
+            continue
+        forms.append(action)
+    return forms
+
+
+@bp.route("/requests/<ref>", methods=["GET", "POST"])
+def request_page(ref: str):
+    """Shows the request to its resident or to staff, and takes their action."""
+    session = get_session()
+    role, staff = _viewer(session, ref)
+    req = find_by_ref(session, ref)
+    if req is None:
+        abort(404)
+    if staff is not None and not stewarding.may_see(staff, req):
+        abort(403)
+    error = None
+    if request.method == "POST":
+        try:
+            if role == "resident":
+                _rate(session, req)
+            else:
+                _act(session, staff, req)
+            session.commit()
+            return redirect(url_for(".request_page", ref=ref, t=request.args["t"], done=1), code=303)
+        except stewarding.Refused as exc:
+            session.rollback()
+            error = exc.reply
+            req = find_by_ref(session, ref)
+        except WorkflowError as exc:
+            session.rollback()
+            error = say("steward_refused", **{"ref": req.ref, **exc.params, "code": exc.code})
+            req = find_by_ref(session, ref)
+    services = current_app.extensions["redsteward.services"]
+    contact = None
+    if role == "staff":
+        name = req.contact_name or (req.resident.name if req.resident else None)
+        mobile = req.contact_mobile or (req.resident.mobile if req.resident else None)
+        contact = f"{mask_name(name)} {mask_mobile(mobile)}".strip()
+    return render_template("mobile/request.html", req=req, role=role, staff=staff, error=error,
+                           done=request.args.get("done") == "1", entries=timeline_of(session, req.id),
+                           place=place_of(req), local_time=local_time, contact=contact,
+                           forms=_allowed(req, staff) if staff else [], types=TYPES, ratings=RATINGS,
+                           close_reasons={k: CLOSE_REASONS[k] for k in EARLY_CLOSE_REASONS},
+                           public_url=services.public_url), 200 if error is None else 400
+
+
+def _rate(session, req) -> None:
+    """The resident's rating from the page form."""
+    choice = request.form.get("rating", "")
+    if choice not in RATINGS or req.status != "resolved":
+        raise stewarding.Refused(say("rating_choose" if req.status == "resolved" else "rating_not_needed"))
+    services = current_app.extensions["redsteward.services"]
+    rating.rate_request(session, services, req, choice, request.form.get("comment", "")[:500], utcnow())
+
+
+def _act(session, staff, req) -> None:
+    """A staff action from the page form, through the same operation as the chat commands."""
+    form = request.form
+    action = form.get("action", "")
+    if action not in _allowed(req, staff):
+        raise stewarding.Refused(say("request_page_stale"))
+    args: dict = {}
+    if action == "classify":
+        args = {"type": form.get("type", ""), "category": form.get("category", "")}
+    elif action in ("route", "transfer"):
+        words = form.get("handler", "").strip()
+        found = routing.find_handler(session, req, words)
+        if len(found) != 1:
+            raise stewarding.Refused(say("steward_which_handler", words=words, found=found))
+        args = {"handler": found[0], "note": form.get("note") or None}
+    elif action in ("answer", "resolve"):
+        args = {"text": form.get("text", "")[:2000]}
+    elif action == "escalate":
+        args = {"reason": form.get("reason", "")[:500]}
+    elif action == "close":
+        args = {"reason": form.get("reason", ""), "note": form.get("note", "")[:500]}
+    services = current_app.extensions["redsteward.services"]
+    stewarding.perform(session, services, staff, req, action, utcnow(), **args)
