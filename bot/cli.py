@@ -106,10 +106,10 @@ def serve_setup():
 
 def init_app(app: Flask) -> None:
     """Registers the command groups."""
-    for group in (db_cli, menu_cli, demo_cli, outbox_cli):
+    from .content import content_cli
+    from .qr import qr_cli
+    for group in (db_cli, menu_cli, demo_cli, outbox_cli, content_cli, qr_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve_setup)
     from .orgimport import org_cli
     app.cli.add_command(org_cli)
-    from .activity_posters import activity_cli
-    app.cli.add_command(activity_cli)
