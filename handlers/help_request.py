@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from models import Organisation, Steward, file_request
+from models.media import queue_download
 
 from .context import Context
 from .registry import Invalid, completer, validator
@@ -50,6 +51,9 @@ def file(ctx: Context, answers: dict) -> Reply:
                        photos=answers.get("photos"), resident_id=resident.id,
                        estate_id=estate.id if estate else None,
                        community_id=community_id, created_at=ctx.now)
+    for photo in answers.get("photos") or []:
+        # The media API download happens in the media job, once per id, never in the webhook.
+        queue_download(ctx.session, photo["media_id"], "image", request_id=req.id, now=ctx.now)
     where = estate.name if estate else (req.community.name if req.community else "")
     stewards = ctx.session.scalars(select(Steward).where(Steward.community_id == community_id)) \
         if community_id else []

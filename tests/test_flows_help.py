@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from models import OutboxMessage, ServiceRequest
+from models.media import MediaFile
 
 from .flowkit import Chat, verify
 
@@ -39,6 +40,9 @@ def test_verified_resident_files_a_help_request_step_by_step(demo, sessions):
     with sessions() as s:
         [tpl] = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "template")).all()
         assert tpl.recipient == "sandbox_steward_xinghu" and tpl.payload["data"]["character_string1"]["value"] == req.ref
+        # The photo waits for the media job: queued once, not fetched in the webhook.
+        [media] = s.scalars(select(MediaFile)).all()
+        assert (media.media_id, media.kind, media.request_id, media.status) == ("photo-a", "image", req.id, "pending")
 
 
 def test_a_retried_confirmation_files_once_and_queues_each_photo_once(demo, sessions):
@@ -54,6 +58,7 @@ def test_a_retried_confirmation_files_once_and_queues_each_photo_once(demo, sess
     assert replies[0] == replies[1] == replies[2] and "已提交" in replies[0]
     assert len(_requests(sessions)) == 1
     with sessions() as s:
+        assert s.scalar(select(func.count(MediaFile.id))) == 2
         assert s.scalar(select(func.count(OutboxMessage.id))) == 1
 
 
