@@ -11,7 +11,7 @@ from handlers import menus as menu_loader
 from handlers.context import Services
 
 from . import cli, db, open311, sandbox, scheduler, triage, webhook
-from . import mobile
+from . import mobile, ops
 from .config import REAL_API_BASE_URL, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,4 +45,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     scheduler.init_app(app)
     open311.init_app(app)
     triage.init_app(app)
+    ops.init_app(app)
     return app

@@ -99,6 +99,13 @@ DEFAULTS: dict[str, dict] = {
         "link_minutes": 120,
         "max_attempts": 5,
     },
+    "ops": {
+        "metrics_token": "",
+        "proxy_count": 0,
+        "outbox_backlog_max": 1000,
+        "scheduler_stale_seconds": 120,
+        "require_scheduler": True,
+    },
 }
 
 ENV_PREFIX = "REDSTEWARD_"

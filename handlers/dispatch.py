@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from models import Conversation, ProcessedMessage, utcnow
 from models.resident import get_or_create
 
-from . import flows, rating, registry, stewarding
+from . import flows, observe, ratelimit, rating, registry, stewarding
 from .context import Context, Services
 from .replies import NoReply, Reply, Text, from_dict
 from .texts import say
@@ -39,21 +39,29 @@ def dedup_key(msg) -> str:
 def handle(session: Session, msg, services: Services, now: datetime | None = None) -> tuple[Reply, bool]:
     """Handles one message in its own transaction; returns (reply, was_a_retry)."""
     now = now or utcnow()
+    if ratelimit.exceeded(services.settings, msg):
+        # Refused before any row is read or written: a flood stores nothing.
+        observe.notify("rate_limited", msg)
+        return Text(say("rate_limited")), False
     key = dedup_key(msg)
     resident = get_or_create(session, msg.source)
     conv = _locked_conversation(session, resident.id)
     done = session.get(ProcessedMessage, key)
     if done is not None:
         session.rollback()
+        observe.notify("retry", msg)
         return from_dict(done.reply), True
     ctx = Context(session=session, resident=resident, conversation=conv, message=msg,
                   services=services, now=now)
+    before = (conv.flow, conv.step)
     try:
         reply = route(ctx)
     except Exception:
         logger.exception("handler failed for %s message; rolled back", msg.type)
         session.rollback()
+        observe.notify("error", msg)
         return Text(say("error")), False
+    ended = observe.flow_event(before, (conv.flow, conv.step), ctx.text)
     if conv.flow:
         conv.updated_at = now
     conv.version += 1
@@ -65,7 +73,9 @@ def handle(session: Session, msg, services: Services, now: datetime | None = Non
         # Another worker finished the same delivery first: answer with its reply.
         session.rollback()
         done = session.get(ProcessedMessage, key)
+        observe.notify("retry", msg)
         return (from_dict(done.reply) if done else NoReply()), True
+    observe.notify("handled", msg, ended)
     return reply, False
 
 
