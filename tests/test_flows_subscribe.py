@@ -54,7 +54,8 @@ def test_qr_posters_one_png_per_estate_with_a_permanent_scene(served, make_app, 
         scenes = sorted(c.payload["action_info"]["scene"]["scene_str"] for c in calls)
         assert scenes == ["estate_hlsy", "estate_lhjy", "estate_xhy", "estate_yhy"]
         assert {c.payload["action_name"] for c in calls} == {"QR_LIMIT_STR_SCENE"}
-    poster = Image.open(tmp_path / "posters" / "xhy.png")
+    with Image.open(tmp_path / "posters" / "xhy.png") as opened:
+        poster = opened.copy()
     assert poster.size == qr.POSTER_SIZE and poster.mode == "RGB"
     # The code sits in the middle (dark modules on white), the header band is red.
     code_area = poster.crop((140, 360, 760, 980)).convert("L").getcolors(1 << 16)
@@ -68,7 +69,7 @@ def test_a_cjk_font_is_installed_for_the_posters():
     assert cjk_font_path() is not None
 
 
-def test_simulator_verify_then_file_with_photo_and_location(served):  # noqa: F811
+def test_simulator_verify_then_file_with_photo_and_location(served, make_app):  # noqa: F811
     """As a person in the simulator: verify, file a 求助 with a photo and a location, see the steward's message."""
     def send(**data):
         resp = requests.post(f"{served}/sandbox/send", json={"openid": "o_sim", **data}, timeout=10)
@@ -89,4 +90,16 @@ def test_simulator_verify_then_file_with_photo_and_location(served):  # noqa: F8
     messages = requests.get(f"{served}/sandbox/messages/sandbox_steward_xinghu", timeout=10).json()["messages"]
     templates = [m for m in messages if m["endpoint"] == "message/template/send"]
     assert templates and templates[-1]["payload"]["data"]["character_string1"]["value"] == ref
-
+    # The simulator runs the media job after each message: the photo was fetched through
+    # media/get once, and running the job again fetches nothing.
+    from bot.voice import download_job
+    from models.media import MediaFile
+    app = make_app(app={"public_url": served})
+    assert download_job(app)["downloaded"] == 0
+    with app.extensions["redsteward.sessions"]() as s:
+        [photo] = s.scalars(select(MediaFile)).all()
+        assert (photo.kind, photo.status) == ("image", "downloaded")
+        with Image.open(photo.path) as stored:
+            assert stored.size == (240, 160)
+        fetched = s.scalars(select(SandboxCall).where(SandboxCall.endpoint == "media/get")).all()
+        assert len(fetched) == 1
