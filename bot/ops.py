@@ -12,13 +12,20 @@ import hmac
 import json
 import logging
 import os
+import sqlite3
+import subprocess
 import time
+from pathlib import Path
+
+import click
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, request
+from flask.cli import with_appcontext
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from handlers import observe
@@ -45,6 +52,10 @@ def init_app(app: Flask) -> None:
         n = int(ops["proxy_count"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     app.register_blueprint(bp)
+    from .cli import db_cli
+    for command in (db_backup, db_restore):
+        if command.name not in db_cli.commands:
+            db_cli.add_command(command)
     app.before_request(_start_clock)
     app.after_request(_access_line)
     if _observe not in observe.OBSERVERS:
@@ -214,3 +225,75 @@ class DatabaseCollector:
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     """A single-value gauge."""
     return GaugeMetricFamily(name, doc, value=value)
+
+
+def backup(url: str, dest: str | os.PathLike) -> None:
+    """Writes a consistent copy of a live database: SQLite's online backup API, or pg_dump -Fc."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        # The backup API copies page by page under SQLite's own locks: safe while serving.
+        src = sqlite3.connect(u.database)
+        out = sqlite3.connect(dest)
+        try:
+            with out:
+                src.backup(out)
+        finally:
+            out.close()
+            src.close()
+        return
+    subprocess.run(["pg_dump", "--format=custom", "--no-owner", "--file", str(dest), _libpq(u)], check=True,
+                   env=_pg_env(u))
+
+
+def restore(url: str, source: str | os.PathLike) -> None:
+    """Replaces the database's contents with a backup made by `backup` (stop the services first)."""
+    if not Path(source).is_file():
+        raise click.ClickException(f"no backup file at {source}")
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        src = sqlite3.connect(source)
+        out = sqlite3.connect(u.database)
+        try:
+            with out:
+                src.backup(out)
+        finally:
+            out.close()
+            src.close()
+        return
+    subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
+                    "--dbname", _libpq(u), str(source)], check=True, env=_pg_env(u))
+
+
+def _libpq(u) -> str:
+    """The SQLAlchemy URL as a libpq connection string, without the password."""
+    return u.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+
+
+def _pg_env(u) -> dict:
+    """The environment for pg_dump/pg_restore: the password through PGPASSWORD, not argv."""
+    env = dict(os.environ)
+    if u.password:
+        env["PGPASSWORD"] = u.password
+    return env
+
+
+@click.command("backup")
+@with_appcontext
+@click.argument("file", type=click.Path(dir_okay=False))
+def db_backup(file):
+    """Write a consistent backup of the database to FILE while the service runs."""
+    backup(current_app.config["REDSTEWARD"]["database"]["url"], file)
+    click.echo(f"backup written to {file}")
+
+
+@click.command("restore")
+@with_appcontext
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask before replacing the database.")
+def db_restore(file, yes):
+    """Replace the database with the backup in FILE (stop web and scheduler first)."""
+    if not yes:
+        click.confirm("This replaces every row of the database. Continue?", abort=True)
+    current_app.extensions["redsteward.engine"].dispose()
+    restore(current_app.config["REDSTEWARD"]["database"]["url"], file)
+    click.echo(f"database restored from {file}")
