@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from . import points as points_ledger
 from . import volunteer as volunteers
 from .base import Base, UTCDateTime, utcnow
-from .organisation import Estate, Organisation
+from .organisation import Organisation
 from .points import Refused
 from .resident import Resident
 from .volunteer import ServiceRecord
@@ -295,7 +295,3 @@ def roster(session: Session, activity_id: int) -> list[Signup]:
                                                      Signup.status.in_(("signed_up", "waitlisted")))
                                 .order_by(Signup.status, Signup.queued_at, Signup.id)))
 
-
-def estates_in(session: Session, community_id: int) -> list[Estate]:
-    """The estates of a community (posters and lists name them)."""
-    return list(session.scalars(select(Estate).where(Estate.community_id == community_id)))
