@@ -75,9 +75,7 @@ def _catalogue() -> o311.Catalogue:
 
 def _jurisdiction() -> None:
     """This server answers for the park only; another jurisdiction_id is not ours."""
-    value = (request.values.get("jurisdiction_id") or "").strip()
-    if value and value != "park":
-        raise o311.Open311Error(404, "unknown_jurisdiction", value=value, expected="park")
+    o311.check_jurisdiction(get_session(), request.values.get("jurisdiction_id"))
 
 
 def _key(required: bool) -> apikey.ApiKey | None:

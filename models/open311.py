@@ -24,6 +24,7 @@ from .base import Base, UTCDateTime, utcnow
 from .organisation import Estate, Organisation
 from .request import KINDS, OPEN_STATUSES, TYPES, ServiceRequest, file_request
 from .timeline import Actor, TimelineEntry
+from .workflow import EARLY_CLOSE_REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE_PATH = ROOT / "triage.yaml"
@@ -35,7 +36,6 @@ MAX_RESULTS = 1000
 MAX_DESCRIPTION = 4000
 # Timeline actions whose note the resident is shown; transfer and escalation notes stay inside.
 PUBLIC_ACTIONS = ("answer", "resolve", "close")
-EARLY_CLOSE_REASONS = ("duplicate", "not_our_remit", "withdrawn")
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
 
 
@@ -474,6 +474,16 @@ def find_token(session: Session, token: str) -> dict:
     if sub is None:
         raise Open311Error(404, "unknown_token", token=token)
     return {"service_request_id": sub.request.ref, "token": sub.token}
+
+
+def check_jurisdiction(session: Session, value: str | None) -> None:
+    """This server answers for one park: a jurisdiction_id, if given, is the park's code."""
+    value = (value or "").strip()
+    if not value:
+        return
+    park = session.scalar(select(Organisation.code).where(Organisation.kind == "park").order_by(Organisation.id))
+    if value != park:
+        raise Open311Error(404, "unknown_jurisdiction", value=value, expected=park or "")
 
 
 def catalogue_changed(path: str | None = None) -> datetime:
