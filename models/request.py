@@ -44,10 +44,11 @@ class ServiceRequest(Base):
 
     __tablename__ = "service_requests"
     __table_args__ = (Index("ix_requests_community_status", "community_id", "status"),
-                      # The scheduler's scans: waiting requests by deadline, resolved ones by date,
+                      # The scheduler's scans: waiting requests by deadline, resolved ones by date
+                      # (with the community, so per-community counts never touch the table),
                       # requests that reached a level by the time they got there.
-                      Index("ix_requests_status_deadline", "status", "deadline_at"),
-                      Index("ix_requests_status_resolved", "status", "resolved_at"),
+                      Index("ix_requests_status_deadline", "status", "deadline_at", "community_id"),
+                      Index("ix_requests_status_resolved", "status", "resolved_at", "community_id"),
                       Index("ix_requests_level_routed", "level", "routed_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     ref: Mapped[str | None] = mapped_column(String(16), unique=True)

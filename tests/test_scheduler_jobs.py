@@ -154,24 +154,29 @@ def test_restart_mid_week_sends_nothing_twice(park, sessions, make_app):
 
 
 def test_two_schedulers_scanning_at_once_send_each_reminder_once(park, sessions, make_app):
-    """Two apps (two processes' worth of engines) run the same scan concurrently: no duplicates."""
+    """Two apps (two processes' worth of engines) run the same scans concurrently: no duplicates."""
     for n in range(6):
-        routed(sessions, sh(2026, 11, 23, 9, n), 1, text=f"诉求 {n}")
+        routed(sessions, sh(2026, 11, 23, 9, n), 1, text=f"诉求 {n}")  # deadlines Tue 24 09:0n
     other = make_app()
-    results, barrier = [], threading.Barrier(2)
 
-    def run(app):
-        """Waits for the other, then scans."""
-        barrier.wait()
-        results.append(run_named(app, "deadlines", now=sh(2026, 11, 25, 12, 0)))
+    def together(at: datetime) -> list[dict]:
+        """Both apps scan at the same moment; returns both results."""
+        results, barrier = [], threading.Barrier(2)
 
-    threads = [threading.Thread(target=run, args=(a,)) for a in (park, other)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sum(r["reminded"] for r in results) == 6
-    assert sum(r["escalated"] for r in results) == 6
+        def run(app):
+            """Waits for the other, then scans."""
+            barrier.wait()
+            results.append(run_named(app, "deadlines", now=at))
+
+        threads = [threading.Thread(target=run, args=(a,)) for a in (park, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    assert sum(r["reminded"] for r in together(sh(2026, 11, 24, 10, 0))) == 6
+    assert sum(r["escalated"] for r in together(sh(2026, 11, 25, 10, 0))) == 6
     with sessions() as s:
         keys = s.scalars(select(OutboxMessage.idempotency_key)).all()
         assert len(keys) == 24  # 6 requests × (reminder + escalation) × (liaison + steward)

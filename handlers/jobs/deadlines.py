@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,9 +19,12 @@ logger = logging.getLogger(__name__)
 
 # Statuses in which the handler still owes an answer; only these are reminded and escalated.
 WAITING = ("routed", "reopened")
+# Deadlines missed longer ago than this were escalated long since (or sit at the top, already
+# told): the scans leave them out so their cost stays with the recent past, not all history.
+LOOKBACK = timedelta(days=30)
 
 
-def reminder_candidates(session: Session, hours: float, now: datetime) -> list[int]:
+def reminder_candidates(session: Session, hours: float, now: datetime, grace_hours: float = 24) -> list[int]:
     """Ids of waiting requests whose deadline is within `hours` working hours and not yet reminded."""
     horizon = add_working_hours(now, hours)
     kind = f"reminder_{hours:g}"
@@ -32,7 +35,12 @@ def reminder_candidates(session: Session, hours: float, now: datetime) -> list[i
     if hours > 0:
         # A reminder "before" the deadline is pointless once it passed; the one at it goes instead.
         query = query.where(ServiceRequest.deadline_at > now)
-    return list(session.scalars(query.order_by(ServiceRequest.deadline_at)))
+    else:
+        # Past the grace, escalation speaks instead of the reminder.
+        query = query.where(ServiceRequest.deadline_at > subtract_working_hours(now, grace_hours))
+    # No ORDER BY: sorting by deadline tempts SQLite into walking the deadline index over every
+    # request ever routed instead of the (status, deadline) range; the ids are sorted here instead.
+    return sorted(session.scalars(query))
 
 
 def overdue_candidates(session: Session, grace_hours: float, now: datetime) -> list[int]:
@@ -40,9 +48,9 @@ def overdue_candidates(session: Session, grace_hours: float, now: datetime) -> l
     latest = subtract_working_hours(now, grace_hours)
     already = exists().where(and_(Notice.request_id == ServiceRequest.id, Notice.kind == "escalation",
                                   Notice.deadline_at == ServiceRequest.deadline_at))
-    return list(session.scalars(select(ServiceRequest.id).where(
-        ServiceRequest.status.in_(WAITING), ServiceRequest.deadline_at <= latest, ~already)
-        .order_by(ServiceRequest.deadline_at)))
+    return sorted(session.scalars(select(ServiceRequest.id).where(
+        ServiceRequest.status.in_(WAITING), ServiceRequest.deadline_at <= latest,
+        ServiceRequest.deadline_at > latest - LOOKBACK, ~already)))
 
 
 def deadline_scan(sessions: sessionmaker, settings: dict, now: datetime) -> dict:
@@ -50,14 +58,15 @@ def deadline_scan(sessions: sessionmaker, settings: dict, now: datetime) -> dict
     counts = {"reminded": 0, "escalated": 0, "at_top": 0}
     if not is_working_day(now.astimezone(PARK_TZ).date()):
         return counts  # nobody is at work to answer: what fell due waits for the next working day
+    grace = float(settings["scheduler"]["escalation_grace_hours"])
     for hours in sorted((float(h) for h in settings["scheduler"]["reminder_hours"]), reverse=True):
         with sessions() as s:
-            ids = reminder_candidates(s, hours, now)
+            ids = reminder_candidates(s, hours, now, grace)
         for req_id in ids:
             with sessions() as s, s.begin():
                 counts["reminded"] += _remind(s, settings, req_id, hours, now)
     with sessions() as s:
-        ids = overdue_candidates(s, float(settings["scheduler"]["escalation_grace_hours"]), now)
+        ids = overdue_candidates(s, grace, now)
     for req_id in ids:
         with sessions() as s, s.begin():
             outcome = _escalate(s, settings, req_id, now)
