@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from models import Organisation, Steward, file_request
+from models.deadlines import PARK_TZ
 from models.media import queue_download
 
 from .context import Context
@@ -61,7 +62,7 @@ def file(ctx: Context, answers: dict) -> Reply:
         ctx.send_template(
             steward.openid, "new_request",
             {"character_string1": req.ref, "thing2": req.kind_label + "·" + (answers.get("category") or ""),
-             "thing3": where, "time4": ctx.now.strftime("%Y-%m-%d %H:%M")},
+             "thing3": where, "time4": ctx.now.astimezone(PARK_TZ).strftime("%Y-%m-%d %H:%M")},
             url=page_url(ctx.services, req.ref, steward.openid),
             key=f"new_request:{req.id}:{steward.id}")
     from .voice import attach  # a voice description is fetched later and gets a short reply

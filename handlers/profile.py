@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta, timezone
 
 from sqlalchemy import select
 
 from models import Estate, ServiceRequest
+from models.deadlines import PARK_TZ
 from models.timeline import TimelineEntry
 
 from .context import Context
@@ -16,7 +16,6 @@ from .texts import say
 
 REF_RE = re.compile(r"\d{6,10}")
 LIST_LIMIT = 10
-CHINA = timezone(timedelta(hours=8))  # residents read times in China time
 
 
 @action("profile.requests")
@@ -25,7 +24,7 @@ def my_requests(ctx: Context) -> Reply:
     rows = ctx.session.scalars(select(ServiceRequest).where(ServiceRequest.resident_id == ctx.resident.id)
                                .order_by(ServiceRequest.created_at.desc(), ServiceRequest.id.desc())
                                .limit(LIST_LIMIT)).all()
-    return Text(say("my_requests", rows=rows, tz=CHINA))
+    return Text(say("my_requests", rows=rows, tz=PARK_TZ))
 
 
 @action("profile.request_detail")
@@ -40,7 +39,7 @@ def request_detail(ctx: Context) -> Reply:
         return Text(say("request_not_found", ref=match.group(0)))
     timeline = ctx.session.scalars(select(TimelineEntry).where(TimelineEntry.request_id == req.id)
                                    .order_by(TimelineEntry.id)).all()
-    return Text(say("request_detail", req=req, timeline=timeline, tz=CHINA))
+    return Text(say("request_detail", req=req, timeline=timeline, tz=PARK_TZ))
 
 
 @action("profile.view")

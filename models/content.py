@@ -5,13 +5,14 @@ import logging
 import math
 import re
 import threading
-from datetime import datetime
+from datetime import date, datetime, time
 from functools import reduce
 
 from sqlalchemy import ForeignKey, Index, String, Text, case, func, literal_column, or_, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
+from .deadlines import PARK_TZ
 from .organisation import Organisation
 
 logger = logging.getLogger(__name__)
@@ -259,16 +260,14 @@ def _require(item, keys: tuple[str, ...], where: str) -> None:
 
 def _when(value, default: datetime, where: str) -> datetime:
     """A publication time from YAML (date or datetime, China time when naive)."""
-    from datetime import date, time, timedelta, timezone
-    china = timezone(timedelta(hours=8))
     if value is None:
         return default
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=china)
+        return value if value.tzinfo else value.replace(tzinfo=PARK_TZ)
     if isinstance(value, date):
-        return datetime.combine(value, time(9, 0), tzinfo=china)
+        return datetime.combine(value, time(9, 0), tzinfo=PARK_TZ)
     try:
         parsed = datetime.fromisoformat(str(value))
     except ValueError:
         raise ContentError(f"{where}: published_at {value!r} is not a date") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=china)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=PARK_TZ)

@@ -1,6 +1,8 @@
 """我要求助 as a resident plays it: every step, answers from the handbook, photos, the steward told."""
 from __future__ import annotations
 
+from datetime import timedelta, timezone
+
 from sqlalchemy import func, select
 
 from models import OutboxMessage, ServiceRequest
@@ -40,6 +42,8 @@ def test_verified_resident_files_a_help_request_step_by_step(demo, sessions):
     with sessions() as s:
         [tpl] = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "template")).all()
         assert tpl.recipient == "sandbox_steward_xinghu" and tpl.payload["data"]["character_string1"]["value"] == req.ref
+        filed_at = req.created_at.astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M")
+        assert tpl.payload["data"]["time4"]["value"] == filed_at  # China time, as the steward reads it
         # The photo waits for the media job: queued once, not fetched in the webhook.
         [media] = s.scalars(select(MediaFile)).all()
         assert (media.media_id, media.kind, media.request_id, media.status) == ("photo-a", "image", req.id, "pending")
