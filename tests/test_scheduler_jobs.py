@@ -82,6 +82,10 @@ def test_reminder_a_working_day_before_then_at_the_deadline_then_escalation(park
                           .order_by(TimelineEntry.id.desc())).first()
         assert (entry.action, entry.actor_kind) == ("escalate", "system")
         assert "2026-11-26 10:00" in entry.note
+        reminders = s.scalars(select(TimelineEntry).where(TimelineEntry.request_id == req_id,
+                                                          TimelineEntry.action == "remind")).all()
+        assert [(r.at, r.note) for r in reminders] == [
+            (sh(2026, 11, 25, 10, 0), "诉求即将到期，请尽快答复"), (sh(2026, 11, 26, 10, 0), "诉求已到办理期限，请尽快答复")]
         # the new handler gets a fresh deadline of the same 3 working days: Wed 2 Dec
         assert req.deadline_at == sh(2026, 12, 2, 10, 0)
     assert messages(sessions)[4:] == [("sandbox_liaison_hx_swc", "诉求超期未答复，已升级由您办理"),

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Notice, ServiceRequest, workflow
+from models import Notice, ServiceRequest, TimelineEntry, workflow
 from models.deadlines import PARK_TZ, add_working_hours, is_working_day, subtract_working_hours
 from models.schedule import claim_notice
 from models.timeline import SYSTEM
@@ -88,8 +88,12 @@ def _remind(session: Session, settings: dict, req_id: int, hours: float, now: da
     if hours and req.routed_at and req.routed_at >= subtract_working_hours(req.deadline_at, hours):
         # The deadline was set with less time than that to go: the routing message said it all.
         return 0
-    stage = "due" if hours == 0 else "soon"
-    _tell(session, settings, req, f"reminder_{stage}", f"remind:{req.id}:{hours:g}:{req.deadline_at:%Y%m%d%H%M}")
+    wording = "reminder_due" if hours == 0 else "reminder_soon"
+    # Not a transition: the timeline shows the reminder so the handler's record is complete.
+    session.add(TimelineEntry(request_id=req.id, at=now, actor_kind=SYSTEM.kind, actor_label=SYSTEM.label,
+                              action="remind", from_status=req.status, to_status=req.status,
+                              handler_id=req.handler_id, note=say(wording, req=req), data={"hours": hours}))
+    _tell(session, settings, req, wording, f"remind:{req.id}:{hours:g}:{req.deadline_at:%Y%m%d%H%M}")
     return 1
 
 
