@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,10 +10,10 @@ import time_machine
 from sqlalchemy import MetaData, select
 
 from bot import voice as voice_web
-from bot.console import stats
 from bot.outbox import dispatch_due
 from bot.wechat_api import build_client
 from models import Base, ConsentRecord, MediaFile, Resident, ServiceRequest, utcnow
+from models import reporting
 from models.points import balance, earn
 
 from .test_voice import STEWARD, live, speak  # noqa: F401  (live is a fixture)
@@ -20,6 +21,11 @@ from .wechat import WeChatSim
 
 ALICE = {"openid": "o_alice_7f3k", "name": "林晓燕", "mobile": "13811112222", "building": "5栋3单元"}
 BOB = {"openid": "o_bob_9d2m", "name": "赵国强", "mobile": "13933334444", "building": "1栋1单元"}
+
+
+def fresh(who: dict) -> dict:
+    """The person with an openid of their own, so per-minute limits never carry over between tests."""
+    return {**who, "openid": who["openid"] + secrets.token_hex(3)}
 
 
 def verify(wx: WeChatSim, who: dict) -> str:
@@ -74,33 +80,34 @@ def test_the_notice_comes_first_consent_is_recorded_and_a_new_version_asks_again
 
 
 def test_the_export_holds_exactly_the_residents_own_data(demo, wx, sessions, client):
-    verify(wx, ALICE)
-    verify(wx, BOB)
-    ref_a = file_text_request(wx, ALICE, "楼下垃圾桶满了没人清")
-    ref_b = file_text_request(wx, BOB, "路灯坏了一个星期了")
+    alice, bob = fresh(ALICE), fresh(BOB)
+    verify(wx, alice)
+    verify(wx, bob)
+    ref_a = file_text_request(wx, alice, "楼下垃圾桶满了没人清")
+    ref_b = file_text_request(wx, bob, "路灯坏了一个星期了")
     with sessions() as s, s.begin():
         ids = dict(s.execute(select(Resident.openid, Resident.id)).tuples().all())
-        earn(s, ids[ALICE["openid"]], 30, "test:a", utcnow(), None)
-        earn(s, ids[BOB["openid"]], 50, "test:b", utcnow(), None)
+        earn(s, ids[alice["openid"]], 30, "test:a", utcnow(), None)
+        earn(s, ids[bob["openid"]], 50, "test:b", utcnow(), None)
 
-    reply = wx.click(ALICE["openid"], "MY_DATA")
+    reply = wx.click(alice["openid"], "MY_DATA")
     assert "诉求：1 条" in reply and "积分记录：1 条" in reply and "林*燕" in reply
-    assert ALICE["mobile"] not in reply  # the chat shows it masked; the link shows it whole
+    assert alice["mobile"] not in reply  # the chat shows it masked; the link shows it whole
     url = reply.split("查看全部或下载：")[1].split()[0]
     path = url.split("127.0.0.1:5000")[1]
 
     page = client.get(path)
     assert page.status_code == 200 and page.headers["Cache-Control"].startswith("no-store")
     html = page.get_data(as_text=True)
-    for mine in (ALICE["name"], ALICE["mobile"], ALICE["building"], ref_a):
+    for mine in (alice["name"], alice["mobile"], alice["building"], ref_a):
         assert mine in html
     data = client.get(path + ".json").get_json()
     text = json.dumps(data, ensure_ascii=False)
-    for theirs in (BOB["name"], BOB["mobile"], BOB["openid"], BOB["building"], ref_b, "路灯"):
+    for theirs in (bob["name"], bob["mobile"], bob["openid"], bob["building"], ref_b, "路灯"):
         assert theirs not in text and theirs not in html
     assert [r["ref"] for r in data["service_requests"]] == [ref_a]
-    assert {r["resident_id"] for r in data["points_entries"]} == {ids[ALICE["openid"]]}
-    assert data["residents"][0]["mobile"] == ALICE["mobile"]
+    assert {r["resident_id"] for r in data["points_entries"]} == {ids[alice["openid"]]}
+    assert data["residents"][0]["mobile"] == alice["mobile"]
     assert {r["notice_version"] for r in data["consent_records"]} == {"2026-11"}
 
     assert client.get(path[:-4] + "AAAA").status_code == 403  # tampered
@@ -131,39 +138,39 @@ def counts(sessions) -> tuple:
     """What the dashboard shows: headline figures and requests by community and type."""
     now = utcnow()
     with sessions() as s:
-        return (stats.headline(s, now),
-                sorted(stats.by_community_and_type(s, now - timedelta(days=30), now + timedelta(days=1)),
-                       key=repr))
+        return (reporting.headline(s, now),
+                reporting.by_community_and_type(s, now - timedelta(days=30), now + timedelta(days=1)))
 
 
 def test_after_deletion_no_personal_field_remains_and_the_figures_do_not_move(live):
+    alice, bob = fresh(ALICE), fresh(BOB)
     app, _ = live
     wx = WeChatSim(app, app.test_client())
     sessions = app.extensions["redsteward.sessions"]
     engine = app.extensions["redsteward.engine"]
     settings = app.config["REDSTEWARD"]
-    verify(wx, ALICE)
-    verify(wx, BOB)
-    ref_a = file_text_request(wx, ALICE, f"我是{ALICE['name']}，电话{ALICE['mobile']}，垃圾桶满了")
-    file_text_request(wx, BOB, "路灯坏了一个星期了")
-    speak(wx, ALICE["openid"], "sandbox-voice-erase")
-    wx.text(ALICE["openid"], "1")
+    verify(wx, alice)
+    verify(wx, bob)
+    ref_a = file_text_request(wx, alice, f"我是{alice['name']}，电话{alice['mobile']}，垃圾桶满了")
+    file_text_request(wx, bob, "路灯坏了一个星期了")
+    speak(wx, alice["openid"], "sandbox-voice-erase")
+    wx.text(alice["openid"], "1")
     assert voice_web.download_job(app)["downloaded"] == 1
     for command in (f"分类 {ref_a} 市场服务类 物业服务", f"派 {ref_a}", f"回复 {ref_a} 已联系物业，今天下午清理"):
         wx.text(STEWARD, command)  # the resident is told of each step by template message
     dispatch_due(sessions, build_client(settings, sessions), settings)  # sent through the stand-in
     with sessions() as s, s.begin():
-        alice_id = s.scalar(select(Resident.id).where(Resident.openid == ALICE["openid"]))
+        alice_id = s.scalar(select(Resident.id).where(Resident.openid == alice["openid"]))
         earn(s, alice_id, 40, "test:erase", utcnow(), None)
         voice_files = [Path(p) for m in s.scalars(select(MediaFile)) for p in (m.path, m.playable_path)]
     assert all(p.exists() for p in voice_files)
-    needles = [ALICE["name"], ALICE["mobile"], ALICE["openid"]]
+    needles = [alice["name"], alice["mobile"], alice["openid"]]
     assert scan_for(engine, needles)  # the scan does find them while they are there
     before = counts(sessions)
 
-    warning = wx.text(ALICE["openid"], "删除我的数据")
+    warning = wx.text(alice["openid"], "删除我的数据")
     assert "40 积分将作废" in warning and "确认删除" in warning
-    done = wx.text(ALICE["openid"], "确认删除")
+    done = wx.text(alice["openid"], "确认删除")
     assert "已删除" in done and "2条诉求" in done
 
     assert scan_for(engine, needles) == []
@@ -175,21 +182,22 @@ def test_after_deletion_no_personal_field_remains_and_the_figures_do_not_move(li
         assert balance(s, alice_id) == 0
         kept = s.scalars(select(ServiceRequest).where(ServiceRequest.resident_id == alice_id)).all()
         assert ref_a in {r.ref for r in kept} and {r.kind for r in kept} == {"help"}
-        bob = s.scalar(select(Resident).where(Resident.openid == BOB["openid"]))
-        assert bob.name == BOB["name"] and bob.mobile == BOB["mobile"]  # nobody else touched
+        other = s.scalar(select(Resident).where(Resident.openid == bob["openid"]))
+        assert other.name == bob["name"] and other.mobile == bob["mobile"]  # nobody else touched
 
     # Writing again later starts afresh: nothing links the new account to the erased one.
-    assert "诉求" not in wx.click(ALICE["openid"], "MY_DATA")
+    assert "诉求" not in wx.click(alice["openid"], "MY_DATA")
     with sessions() as s:
-        fresh = s.scalar(select(Resident).where(Resident.openid == ALICE["openid"]))
-        assert fresh.id != alice_id and not fresh.is_verified
+        again = s.scalar(select(Resident).where(Resident.openid == alice["openid"]))
+        assert again.id != alice_id and not again.is_verified
 
 
 def test_deletion_needs_the_warning_first_and_a_timely_confirmation(demo, wx, sessions):
-    verify(wx, ALICE)
-    assert "请先回复“删除我的数据”" in wx.text(ALICE["openid"], "确认删除")
-    wx.text(ALICE["openid"], "删除我的数据")
+    alice = fresh(ALICE)
+    verify(wx, alice)
+    assert "请先回复“删除我的数据”" in wx.text(alice["openid"], "确认删除")
+    wx.text(alice["openid"], "删除我的数据")
     with time_machine.travel(utcnow() + timedelta(minutes=20)):
-        assert "请先回复“删除我的数据”" in wx.text(ALICE["openid"], "确认删除")
+        assert "请先回复“删除我的数据”" in wx.text(alice["openid"], "确认删除")
     with sessions() as s:
-        assert s.scalar(select(Resident).where(Resident.openid == ALICE["openid"])).name == ALICE["name"]
+        assert s.scalar(select(Resident).where(Resident.openid == alice["openid"])).name == alice["name"]

@@ -11,7 +11,7 @@ from bot import voice as voice_web
 from handlers.retention import retention
 from models import MediaFile, Resident, ServiceRequest, utcnow
 
-from .test_mydata import ALICE, BOB, file_text_request, verify
+from .test_mydata import ALICE, BOB, file_text_request, fresh, verify
 from .test_voice import live, speak  # noqa: F401  (live is a fixture)
 from .wechat import WeChatSim
 
@@ -28,6 +28,7 @@ def by_community(sessions) -> list[tuple]:
 
 def test_media_then_requests_age_out_on_schedule(live):
     app, _ = live
+    alice, bob = fresh(ALICE), fresh(BOB)
     wx = WeChatSim(app, app.test_client())
     sessions = app.extensions["redsteward.sessions"]
     settings = app.config["REDSTEWARD"]
@@ -39,19 +40,19 @@ def test_media_then_requests_age_out_on_schedule(live):
             return retention(sessions, settings, utcnow())
 
     with time_machine.travel(T0):
-        verify(wx, ALICE)
-        wx.click(ALICE["openid"], "FLOW_HELP")
-        for answer in ("1", "1", f"我是{ALICE['name']}，电话{ALICE['mobile']}，门口路灯坏了", "跳过"):
-            wx.text(ALICE["openid"], answer)
-        wx.send(ALICE["openid"], "image", PicUrl="http://mmbiz.example/p1.jpg", MediaId="photo-old-1")
-        wx.text(ALICE["openid"], "完成")
-        old_ref = wx.text(ALICE["openid"], "1").split("编号")[1][:9].strip(" 。，")
-        speak(wx, ALICE["openid"], "sandbox-voice-old")
-        wx.text(ALICE["openid"], "1")
+        verify(wx, alice)
+        wx.click(alice["openid"], "FLOW_HELP")
+        for answer in ("1", "1", f"我是{alice['name']}，电话{alice['mobile']}，门口路灯坏了", "跳过"):
+            wx.text(alice["openid"], answer)
+        wx.send(alice["openid"], "image", PicUrl="http://mmbiz.example/p1.jpg", MediaId="photo-old-1")
+        wx.text(alice["openid"], "完成")
+        old_ref = wx.text(alice["openid"], "1").split("编号")[1][:9].strip(" 。，")
+        speak(wx, alice["openid"], "sandbox-voice-old")
+        wx.text(alice["openid"], "1")
         assert voice_web.download_job(app)["downloaded"] == 2  # the photo and the voice note
     with time_machine.travel(T0 + timedelta(days=100)):
-        verify(wx, BOB)
-        later_ref = file_text_request(wx, BOB, "小区北门的路灯也坏了")
+        verify(wx, bob)
+        later_ref = file_text_request(wx, bob, "小区北门的路灯也坏了")
     with sessions() as s:
         files = [Path(p) for m in s.scalars(select(MediaFile)) for p in {m.path, m.playable_path}]
     assert len(files) == 3 and all(p.exists() for p in files)  # photo, AMR and its MP3
@@ -72,12 +73,12 @@ def test_media_then_requests_age_out_on_schedule(live):
     with sessions() as s:
         old = s.scalar(select(ServiceRequest).where(ServiceRequest.ref == old_ref))
         assert old.resident_id is None and old.location is None
-        assert ALICE["name"] not in old.description and ALICE["mobile"] not in old.description
+        assert alice["name"] not in old.description and alice["mobile"] not in old.description
         assert "门口路灯坏了" in old.description and old.category and old.community_id
         later = s.scalar(select(ServiceRequest).where(ServiceRequest.ref == later_ref))
         assert later.resident_id is not None  # filed 100 days later: not yet due
         # The account itself is the resident's to delete; only old requests lose their link.
-        assert s.scalar(select(Resident).where(Resident.openid == ALICE["openid"])).name == ALICE["name"]
+        assert s.scalar(select(Resident).where(Resident.openid == alice["openid"])).name == alice["name"]
     assert run(1097) == {"media_deleted": 0, "photos_deleted": 0, "requests_anonymised": 0}
     assert run(1196)["requests_anonymised"] == 1
     assert by_community(sessions) == figures

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from flask import render_template_string
 from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 from werkzeug.serving import make_server
@@ -17,10 +16,10 @@ from bot import voice as voice_web
 from models import MediaFile, OutboxMessage, ServiceRequest
 
 from .apistub import ApiStub
+from .test_console_support import Console
 from .wechat import WeChatSim
 
 STEWARD = "sandbox_steward_xinghu"
-PLAYER = '{% from "media/voice.html" import voice_player %}{{ voice_player(req) }}'
 
 
 @pytest.fixture
@@ -101,11 +100,12 @@ def test_a_voice_only_help_request_reaches_the_steward_who_hears_it(live, tmp_pa
         assert Path(media.path).read_bytes()[:6] == b"#!AMR\n"
         req = s.get(ServiceRequest, media.request_id)
 
-    # The page a steward opens shows 语音 with its length and a player with a signed link.
-    with app.test_request_context():
-        html = render_template_string(PLAYER, req=req)
-    assert "语音 0:03" in html
-    src = html.split('src="')[1].split('"')[0]
+    # The console page of the community's steward shows 语音 with its length and a player.
+    console = Console(app, "xinghu")
+    page = console.get(f"/console/requests/{req.id}").get_data(as_text=True)
+    assert "语音 0:03" in page and "<audio" in page
+    src = page.split('<audio controls preload="metadata" src="')[1].split('"')[0]
+    assert Console(app, "hanlin").get(f"/console/requests/{req.id}").status_code in (403, 404)
     audio = requests.get(base + src, timeout=5)
     assert audio.status_code == 200 and audio.headers["Content-Type"] == "audio/mpeg"
     heard = probe(audio.content, tmp_path)
