@@ -10,7 +10,7 @@ from wechatpy.crypto import WeChatCrypto
 from handlers import menus as menu_loader
 from handlers.context import Services
 
-from . import cli, db, open311, sandbox, scheduler, triage, webhook
+from . import cli, console, db, open311, sandbox, scheduler, triage, webhook
 from . import mobile, ops
 from .config import REAL_API_BASE_URL, load_settings
 
@@ -45,5 +45,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     scheduler.init_app(app)
     open311.init_app(app)
     triage.init_app(app)
+    console.init_app(app)
     ops.init_app(app)
     return app

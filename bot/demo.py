@@ -15,6 +15,8 @@ def load(session: Session, only_if_empty: bool = False) -> bool:
         return False
     orgimport.apply(session, orgimport.read(orgimport.EXAMPLE_PATH))
     session.flush()
+    from .console.users import load_demo_users
+    load_demo_users(session)
     from .content import EXAMPLE, load_file
     load_file(session, EXAMPLE)  # commits the park and the demo announcements and handbook
     return True

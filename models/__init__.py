@@ -16,12 +16,16 @@ from .activity import Activity, Signup
 from .apikey import ApiKey, ApiKeyUsage
 from .open311 import Open311Submission
 from .wechat import AccessToken, ProcessedMessage, SandboxCall
+from .user import ConsoleUser, LoginFailure
+from .audit import AuditEntry
+from .resource import Resource
+from . import reporting  # the reporting indexes belong to the schema
 
 __all__ = [
     "pii", "Base", "make_engine", "make_session_factory", "utcnow",
     "Announcement", "HandbookEntry", "FormSubmission",
     "Conversation", "Estate", "Organisation", "OutboxMessage", "enqueue",
-    "Liaison", "TimelineEntry",
+    "Liaison", "TimelineEntry", "ConsoleUser", "LoginFailure", "AuditEntry", "Resource",
     "PointsEntry", "Redemption", "Reward", "ServiceRecord", "Volunteer", "Activity", "Signup",
     "Resident", "ServiceRequest", "Steward", "file_request", "AccessToken", "ProcessedMessage", "SandboxCall",
 ]

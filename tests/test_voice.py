@@ -89,6 +89,7 @@ def test_a_voice_only_help_request_reaches_the_steward_who_hears_it(live, tmp_pa
         assert (media.kind, media.status, media.request_id) == ("voice", "pending", req.id)
         alert = s.scalar(select(OutboxMessage).where(OutboxMessage.recipient == STEWARD))
         assert alert.payload["data"]["character_string1"]["value"] == req.ref
+        page_link = alert.payload["url"]
 
     # Outside the webhook: the job fetches the note through media/get and converts it with ffmpeg.
     assert voice_web.download_job(app)["downloaded"] == 1
@@ -100,7 +101,10 @@ def test_a_voice_only_help_request_reaches_the_steward_who_hears_it(live, tmp_pa
         assert Path(media.path).read_bytes()[:6] == b"#!AMR\n"
         req = s.get(ServiceRequest, media.request_id)
 
-    # The console page of the community's steward shows 语音 with its length and a player.
+    # The page the steward's template message opens shows 语音 with its length and a player.
+    mobile = requests.get(page_link, timeout=5).text
+    assert "语音 0:03" in mobile and "<audio" in mobile
+    # So does the console page, for the community's steward only.
     console = Console(app, "xinghu")
     page = console.get(f"/console/requests/{req.id}").get_data(as_text=True)
     assert "语音 0:03" in page and "<audio" in page

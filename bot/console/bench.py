@@ -1,0 +1,123 @@
+"""Times the dashboard and the assessment over a generated park: `python -m bot.console.bench [N]`.
+
+Generates N requests (default 1,000,000) and N/2 residents in a fresh database (SQLite file under
+instance/, or the URL in REDSTEWARD_BENCH_DATABASE_URL), then renders each page a few times as the
+organisation department and prints the timings. Rows are inserted in bulk with core INSERTs.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import insert, select, text
+
+from models import Base, Estate, Organisation, Resident, ServiceRequest
+from models.request import ref_for_id
+
+CHUNK = 50_000
+RATINGS = ("satisfied", "satisfied", "satisfied", "basically_satisfied", "unsatisfied", None)
+TYPES = ("government", "self_governance", "market_service", "public_welfare")
+
+
+def _requests(start_id: int, count: int, estates: list, handlers: dict, residents: int, now: datetime):
+    """Rows of generated requests: two years of them, most answered, some late, some open."""
+    rng = random.Random(start_id)
+    rows = []
+    for i in range(start_id, start_id + count):
+        estate_id, community_id = rng.choice(estates)
+        created = now - timedelta(minutes=rng.randrange(2 * 365 * 24 * 60))
+        deadline = created + timedelta(days=rng.choice((3, 5, 5, 10)))
+        answered = created + timedelta(hours=rng.expovariate(1 / 30)) if rng.random() < 0.9 else None
+        resolved = answered + timedelta(hours=rng.randrange(1, 72)) if answered and rng.random() < 0.85 else None
+        rating = rng.choice(RATINGS) if resolved else None
+        status = ("closed" if rating else "resolved") if resolved else ("answered" if answered else "routed")
+        rows.append({
+            "id": i, "ref": ref_for_id(i), "kind": "help", "type": rng.choice(TYPES), "category": "物业服务",
+            "description": "生成的诉求", "status": status, "channel": "wechat",
+            "resident_id": rng.randrange(1, residents + 1), "estate_id": estate_id, "community_id": community_id,
+            "created_at": created, "handler_id": rng.choice(handlers[estate_id]), "level": "community",
+            "deadline_days": 5, "deadline_at": deadline, "answered_at": answered, "resolved_at": resolved,
+            "rating": rating, "rated_at": resolved and rating and resolved + timedelta(days=1),
+            "closed_at": resolved and rating and resolved + timedelta(days=1),
+            "reopen_count": 1 if rating == "unsatisfied" else 0, "unsatisfied_count": 0})
+    return rows
+
+
+def generate(app, n: int) -> None:
+    """Fills the app's database with the demo park, n requests and n/2 residents."""
+    from bot import demo
+    sessions = app.extensions["redsteward.sessions"]
+    with sessions() as s:
+        demo.load(s)
+        estates = [(e.id, e.community_id) for e in s.scalars(select(Estate))]
+        handler_ids = [o.id for o in s.scalars(select(Organisation).where(
+            Organisation.kind.in_(("property_company", "owners_committee", "party_organisation"))))]
+        handlers = {}
+        for e in s.scalars(select(Estate)):
+            own = [x for x in (e.property_company_id, e.owners_committee_id, e.party_organisation_id) if x]
+            handlers[e.id] = own or handler_ids
+    now = datetime.now(timezone.utc)
+    engine = app.extensions["redsteward.engine"]
+    residents = max(1, n // 2)
+    with engine.begin() as conn:
+        for start in range(1, residents + 1, CHUNK):
+            rng = random.Random(start)
+            conn.execute(insert(Resident), [
+                {"openid": f"bench{i}", "subscribed": True, "estate_id": rng.choice(estates)[0],
+                 "party_member": "confirmed" if rng.random() < 0.2 else "none",
+                 "verified_at": now if rng.random() < 0.6 else None, "created_at": now}
+                for i in range(start, min(start + CHUNK, residents + 1))])
+    with engine.begin() as conn:
+        for start in range(1, n + 1, CHUNK):
+            conn.execute(insert(ServiceRequest), _requests(start, min(CHUNK, n + 1 - start), estates,
+                                                           handlers, residents, now))
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execute(text("ANALYZE"))
+        else:
+            conn.execute(text("ANALYZE service_requests"))
+
+
+def timed(client, url: str, rounds: int = 3) -> list[float]:
+    """Seconds each of `rounds` GETs of url took (the response must be 200)."""
+    out = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        resp = client.get(url)
+        out.append(time.perf_counter() - t0)
+        assert resp.status_code == 200, (url, resp.status_code)
+    return out
+
+
+def main(n: int) -> None:
+    """Generates the park and prints the timings."""
+    from bot import create_app
+    url = os.environ.get("REDSTEWARD_BENCH_DATABASE_URL", "sqlite:///instance/console-bench.sqlite3")
+    if url.startswith("sqlite:///") and os.path.exists(url[len("sqlite:///"):]):
+        os.remove(url[len("sqlite:///"):])
+    app = create_app({"database": {"url": url}})
+    engine = app.extensions["redsteward.engine"]
+    if engine.dialect.name != "sqlite":
+        Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    t0 = time.perf_counter()
+    generate(app, n)
+    print(f"generated {n:,} requests and {n // 2:,} residents in {time.perf_counter() - t0:.0f} s "
+          f"({engine.dialect.name})")
+    client = app.test_client()
+    page = client.get("/console/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    client.post("/console/login", data={"username": "orgdept", "password": "hongguan-demo", "csrf_token": token})
+    year = datetime.now().year - 1
+    for name, path in (("dashboard (last 12 months)", "/console/dashboard"),
+                       (f"assessment ({year})", f"/console/assessment?from={year}-01-01&to={year}-12-31"),
+                       (f"assessment export ({year})", f"/console/assessment.xlsx?from={year}-01-01&to={year}-12-31")):
+        times = timed(client, path)
+        print(f"{name:32s} " + "  ".join(f"{t:.2f} s" for t in times))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
