@@ -113,3 +113,5 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(serve_setup)
     from .orgimport import org_cli
     app.cli.add_command(org_cli)
+    from .activity_posters import activity_cli
+    app.cli.add_command(activity_cli)
