@@ -19,4 +19,7 @@ def load(session: Session, only_if_empty: bool = False) -> bool:
     load_demo_users(session)
     from .content import EXAMPLE, load_file
     load_file(session, EXAMPLE)  # commits the park and the demo announcements and handbook
+    from .activity_demo import load_demo_activities
+    load_demo_activities(session)
+    session.commit()
     return True
