@@ -152,3 +152,17 @@ def test_voice_description_keeps_the_recognition(demo, sessions):
     chat.text("1")
     [req] = _requests(sessions)
     assert req.description == "楼道的灯坏了一个星期了"
+
+
+def test_the_confirmation_fits_in_one_wechat_reply(demo):
+    """WeChat cuts text replies at 2,048 bytes: a 500-character description is shortened in the summary."""
+    chat = Chat(demo, "o_long")
+    verify(chat)
+    chat.click("FLOW_HELP")
+    chat.text("1")
+    chat.text("1")
+    chat.text("电梯" + "物业维修一直拖延，楼里老人上下楼很不方便，" * 23)
+    chat.text("跳过")
+    confirm = chat.text("跳过")
+    assert chat.state == ("help_request", "__confirm__") and "…" in confirm
+    assert len(confirm.encode("utf-8")) < 2048
