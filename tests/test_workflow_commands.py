@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from datetime import timedelta
+
 from sqlalchemy import select
 
-from models import OutboxMessage, ServiceRequest
+from models import OutboxMessage, Resident, ServiceRequest, utcnow
 from models.timeline import timeline_of
 
 from .park import park_with_request
@@ -116,3 +118,18 @@ def test_offline_intake_records_channel_contact_and_who(park, chat, sessions):
 def test_help_lists_the_commands_for_each_role(park, chat):
     assert "代录" in chat(STEWARD, "红管帮助")
     assert "代录" not in chat(LIAISON, "红管帮助") and "办结" in chat(LIAISON, "红管帮助")
+
+
+@pytest.mark.parametrize("last_wrote,asked", [(timedelta(hours=2), True), (timedelta(hours=49), False)])
+def test_the_rating_question_only_goes_inside_wechats_48_hour_window(park, chat, sessions, last_wrote, asked):
+    chat(STEWARD, f"分类 {park} 市场服务类 电梯")
+    chat(STEWARD, f"派 {park} 物业")
+    with sessions() as s:
+        resident = s.scalar(select(Resident).where(Resident.openid == RESIDENT))
+        resident.last_message_at = utcnow() - last_wrote
+        s.commit()
+    chat(LIAISON, f"办结 {park} 已更换电梯导轨")
+    with sessions() as s:
+        kinds = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.recipient == RESIDENT)).all()
+    assert kinds.count("kf_text") == (1 if asked else 0)
+    assert kinds.count("template") == 2  # routed, resolved: the page carries the rating form

@@ -89,6 +89,8 @@ def test_a_request_from_filing_to_a_satisfied_resident(park, standin):
     answered = standin.to(RESIDENT)[-1]
     assert fields(answered)["phrase2"] == "已答复" and f"/m/requests/{ref}?t=" in answered["url"]
     assert answered["url"] != note["url"]  # the resident's link is not the steward's
+    page = park.test_client().get(answered["url"].split("127.0.0.1:5000", 1)[1])
+    assert page.status_code == 200 and "明天上午派电工上门更换" in page.get_data(as_text=True)
 
     # Resolved: template message plus the rating question (the resident wrote recently).
     assert "已办结" in wx.text(LIAISON, f"办结 {ref} 灯已更换")
