@@ -242,8 +242,9 @@ def _forfeit_points(session: Session, resident_id: int, now: datetime) -> int:
     """Adds one ledger line taking the balance to zero (the ledger is append-only)."""
     balance = points_balance(session, resident_id)
     if balance > 0:
+        # Written as spending, which uses up the earned lots, so their later expiry finds nothing left.
         session.execute(insert(Base.metadata.tables["points_entries"]).values(
-            resident_id=resident_id, kind="expire", points=-balance, key=f"erase:{resident_id}",
+            resident_id=resident_id, kind="spend", points=-balance, key=f"erase:{resident_id}",
             created_at=now))
     return max(balance, 0)
 

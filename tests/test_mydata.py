@@ -14,7 +14,7 @@ from bot.outbox import dispatch_due
 from bot.wechat_api import build_client
 from models import Base, ConsentRecord, MediaFile, Resident, ServiceRequest, utcnow
 from models import reporting
-from models.points import balance, earn
+from models.points import balance, earn, expire_due
 
 from .test_voice import STEWARD, live, speak  # noqa: F401  (live is a fixture)
 from .wechat import WeChatSim
@@ -161,7 +161,7 @@ def test_after_deletion_no_personal_field_remains_and_the_figures_do_not_move(li
     dispatch_due(sessions, build_client(settings, sessions), settings)  # sent through the stand-in
     with sessions() as s, s.begin():
         alice_id = s.scalar(select(Resident.id).where(Resident.openid == alice["openid"]))
-        earn(s, alice_id, 40, "test:erase", utcnow(), None)
+        earn(s, alice_id, 40, "test:erase", utcnow(), utcnow() + timedelta(days=365))
         voice_files = [Path(p) for m in s.scalars(select(MediaFile)) for p in (m.path, m.playable_path)]
     assert all(p.exists() for p in voice_files)
     needles = [alice["name"], alice["mobile"], alice["openid"]]
@@ -179,6 +179,8 @@ def test_after_deletion_no_personal_field_remains_and_the_figures_do_not_move(li
     with sessions() as s:
         shell = s.get(Resident, alice_id)
         assert shell.name is None and shell.mobile is None and shell.address is None
+        assert balance(s, alice_id) == 0
+        expire_due(s, utcnow() + timedelta(days=3 * 365), alice_id)  # later expiries take nothing more
         assert balance(s, alice_id) == 0
         kept = s.scalars(select(ServiceRequest).where(ServiceRequest.resident_id == alice_id)).all()
         assert ref_a in {r.ref for r in kept} and {r.kind for r in kept} == {"help"}
