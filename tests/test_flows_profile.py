@@ -76,3 +76,24 @@ def test_correcting_the_mobile_and_the_estate(demo, sessions):
         r = s.scalar(select(Resident).where(Resident.openid == "o_fix"))
         assert (r.mobile, r.estate.name, r.address) == ("13900001111", "月亮湾花园", "5栋1单元")
         assert s.scalar(select(ServiceRequest)) is None
+
+
+def test_the_detail_follows_the_stewards_work(demo, sessions):
+    from models import utcnow
+    from models.timeline import Actor
+    from models import Organisation
+    from models.workflow import answer, classify, find_by_ref, route
+    chat = Chat(demo, "o_follow")
+    verify(chat)
+    ref = _file(chat, "社区助餐点周末开不开门")
+    with sessions() as s:
+        req = find_by_ref(s, ref)
+        steward = Actor("steward", 1, "王红梅")
+        classify(s, req, steward, "public_welfare", "养老服务", utcnow())
+        route(s, req, steward, s.scalar(select(Organisation).where(Organisation.code == "xinghu_rc")), 3, utcnow())
+        answer(s, req, steward, "周末照常开放，11:00-12:30供应午餐，凭助餐卡就餐。" * 6, utcnow())
+        s.commit()
+    detail = chat.text(f"查询 {ref}")
+    assert "分类受理" in detail and "派单" in detail and "答复" in detail and "周末照常开放" in detail
+    assert "状态：已提交" not in detail and "…" in detail  # a long answer is shortened in chat
+    assert f"{ref} · 咨询 · 已答复" in chat.click("MY_REQUESTS")
