@@ -92,6 +92,10 @@ def test_a_refused_action_is_explained_and_changes_nothing(park, sessions):
     console.post(f"/console/requests/{req_id}/classify", {"type": "nonsense", "category": "市容"})
     page = console.get(f"/console/requests/{req_id}").get_data(as_text=True)
     assert 'class="flash error"' in page and "市场服务类" in page
+    resp = console.post(f"/console/requests/{req_id}/resolve", {"text": "想直接办结"})
+    assert resp.status_code == 302
+    page = console.get(f"/console/requests/{req_id}").get_data(as_text=True)
+    assert 'class="flash error"' in page and "已提交" in page
     with sessions() as s:
         assert s.get(ServiceRequest, req_id).status == "submitted"
 
@@ -102,7 +106,9 @@ def test_merging_a_duplicate_closes_it_pointing_at_the_other(park, sessions):
         dup = new_request(s, "xhy", "楼道灯又坏了")
         s.commit()
         dup_id = dup.id
-    Console(park, "xinghu").post(f"/console/requests/{dup_id}/merge", {"ref": ids["xinghu_ref"]})
+    console = Console(park, "xinghu")
+    assert 'id="merge"' in console.get(f"/console/requests/{dup_id}").get_data(as_text=True)
+    console.post(f"/console/requests/{dup_id}/merge", {"ref": ids["xinghu_ref"]})
     with sessions() as s:
         dup = s.get(ServiceRequest, dup_id)
         assert dup.status == "closed" and dup.close_reason == "duplicate" and ids["xinghu_ref"] in dup.close_note
