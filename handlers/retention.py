@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Base, MediaFile, Resident, ServiceRequest
 from models.consent import RetentionMark
 
-from .mydata import forget_media_file, scrub_rows
+from .erasure import forget_media_file, scrub_rows
 
 BATCH = 500
 
