@@ -1,4 +1,4 @@
-"""Demo activities and rewards for sandbox mode, timed from now so the simulator can use them at once."""
+"""Demo activities, rewards and a club for sandbox mode, timed from now so the simulator can use them at once."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -6,7 +6,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Organisation, Reward, utcnow
+from models import Club, Organisation, Reward, utcnow
 from models import activity as activities
 from models.activity import Rules
 
@@ -23,6 +23,8 @@ REWARDS = [
     ("理发券", 5, 20, "翰林理发店"),
     ("电影票", 10, 5, None),
 ]
+# (name, description, organiser's openid: chat as this openid in the simulator to answer requests)
+CLUBS = [("亲子跑团", "每周六早上金鸡湖边慢跑，带上孩子一起", "sandbox_club_runner")]
 
 
 def load_demo_activities(session: Session) -> None:
@@ -41,4 +43,6 @@ def load_demo_activities(session: Session) -> None:
                            **options)
     for name, cost, stock, merchant in REWARDS:
         session.add(Reward(name=name, points_cost=cost, stock=stock, merchant=merchant, active=True))
+    for name, description, organiser in CLUBS:
+        session.add(Club(name=name, description=description, organiser_openid=organiser, active=True))
     session.flush()

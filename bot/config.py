@@ -41,6 +41,7 @@ DEFAULTS: dict[str, dict] = {
         "announcement": "TPL_ANNOUNCEMENT",
         "activity": "TPL_ACTIVITY",
         "volunteer": "TPL_VOLUNTEER",
+        "club": "TPL_CLUB",
     },
     "mail": {
         "host": "127.0.0.1",

@@ -13,6 +13,7 @@ from .timeline import TimelineEntry
 from .schedule import JobRun, Notice
 from .volunteer import ServiceRecord, Volunteer
 from .activity import Activity, Signup
+from .club import Club, ClubMember
 from .apikey import ApiKey, ApiKeyUsage
 from .open311 import Open311Submission
 from .wechat import AccessToken, ProcessedMessage, SandboxCall
@@ -27,5 +28,6 @@ __all__ = [
     "Conversation", "Estate", "Organisation", "OutboxMessage", "enqueue",
     "Liaison", "TimelineEntry", "ConsoleUser", "LoginFailure", "AuditEntry", "Resource",
     "PointsEntry", "Redemption", "Reward", "ServiceRecord", "Volunteer", "Activity", "Signup",
+    "Club", "ClubMember",
     "Resident", "ServiceRequest", "Steward", "file_request", "AccessToken", "ProcessedMessage", "SandboxCall",
 ]
