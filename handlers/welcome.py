@@ -32,4 +32,4 @@ def subscribed(ctx: Context) -> Reply:
 @action("help")
 def show_help(ctx: Context) -> Reply:
     """What the account can do, for a resident who asks 帮助."""
-    return Text(say("help", keywords=sorted(ctx.services.menus.keywords)))
+    return Text(say("help"))

@@ -54,3 +54,10 @@ def test_ranking_prefers_rare_words_and_stays_in_the_database(demo, sessions):
 def test_tokens_drop_stopwords_and_single_characters():
     assert tokens("请问小区电梯坏了怎么办？") == ["小区", "电梯"]
     assert tokens("%_'") == []
+
+
+def test_help_names_the_words_a_resident_needs(demo):
+    reply = Chat(demo, "o_help_words").text("帮助")
+    for word in ("求助", "实名认证", "我的诉求", "查询", "搜索"):
+        assert word in reply
+    assert "核销" not in reply and "登记记录" not in reply  # stewards' commands stay out of it
