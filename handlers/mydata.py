@@ -58,7 +58,7 @@ def privacy_notice(ctx: Context, flow) -> str | None:
     notice_shown(ctx.session, ctx.resident.id, version, flow.name, ctx.now)
     settings = _privacy(ctx)
     return say("privacy_notice", version=version, again=again,
-               request_years=round(settings["request_retention_days"] / 365, 1),
+               request_years=f"{round(settings['request_retention_days'] / 365, 1):g}",
                media_days=settings["media_retention_days"])
 
 
