@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from models import Estate, Liaison, Organisation, OutboxMessage, ServiceRequest, Steward, file_request, routing
 from models import workflow as wf
 from models.request import OPEN_STATUSES, TYPES
+from models.media import voice_of_request
 from models.timeline import timeline_of
 
 from . import request_notices as notices
@@ -208,7 +209,8 @@ def cmd_view(ctx: Context, staff: Staff, rest: str) -> str:
     req, _ = _request(ctx, staff, rest, "查看", need_more=False)
     detail = say("steward_detail", req=req, entries=timeline_of(ctx.session, req.id)[-6:],
                  place=notices.place_of(req), deadline=notices.local_time(req.deadline_at),
-                 url=page_url(ctx.services, req.ref, staff.openid), local_time=notices.local_time)
+                 url=page_url(ctx.services, req.ref, staff.openid), local_time=notices.local_time,
+                 voice=voice_of_request(ctx.session, req.id))
     return "\n".join(filter(None, [detail, triage.hint(ctx.session, req)]))  # suggestion, duplicates
 
 

@@ -144,6 +144,7 @@ def test_the_steward_writes_a_summary_that_becomes_the_request_text(live):
     with sessions() as s:
         req = s.scalar(select(ServiceRequest))
     assert req.ref in reply
+    assert "语音：正在获取" in wx.text(STEWARD, f"查看 {req.ref}")
     assert "摘要 <编号> <内容>" in wx.text(STEWARD, f"摘要 {req.ref}")
     assert "3栋电梯" not in wx.text("r_sum", f"摘要 {req.ref} 3栋电梯")  # a resident is no steward
     assert "没有找到" in wx.text("sandbox_steward_hanlin", f"摘要 {req.ref} 别的社区")  # not theirs
