@@ -10,7 +10,7 @@ from wechatpy.crypto import WeChatCrypto
 from handlers import menus as menu_loader
 from handlers.context import Services
 
-from . import cli, console, db, open311, sandbox, scheduler, triage, webhook
+from . import cli, console, db, mydata, open311, sandbox, scheduler, triage, voice, webhook
 from . import mobile, ops
 from .config import REAL_API_BASE_URL, load_settings
 
@@ -43,6 +43,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     cli.init_app(app)
     app.register_blueprint(mobile.bp)
     scheduler.init_app(app)
+    voice.init_app(app)
+    app.register_blueprint(mydata.bp)
     open311.init_app(app)
     triage.init_app(app)
     console.init_app(app)

@@ -56,6 +56,7 @@ def start(ctx: Context, flow: Flow) -> Reply:
     """Begins a flow at its first step (after checking it may be started)."""
     if flow.requires_verified and not ctx.resident.is_verified:
         return Text(say("verify_first", title=flow.title))
+    notes = [note for note in (hook(ctx, flow) for hook in registry.BEFORE_START) if note]
     conv = ctx.conversation
     conv.clear()
     conv.flow = flow.name
@@ -64,9 +65,9 @@ def start(ctx: Context, flow: Flow) -> Reply:
     first = _next_step(ctx, flow, -1)
     if first is None:  # every step is conditional and none applies: go straight to the summary
         conv.step = CONFIRM
-        return Text(_summary(ctx, flow))
+        return Text("\n\n".join([*notes, _summary(ctx, flow)]))
     conv.step = first.id
-    return Text(ask(ctx, flow, first))
+    return Text("\n\n".join([*notes, ask(ctx, flow, first)]))
 
 
 def answers_of(flow: Flow, data: dict) -> dict:
@@ -129,6 +130,8 @@ def advance(ctx: Context, flow: Flow) -> Reply:
 
 def _store_and_next(ctx: Context, flow: Flow, step: Step, value) -> Reply:
     """Records an answer and moves to the next step or to the confirmation."""
+    for hook in registry.ON_ANSWER:
+        hook(ctx, flow, step)
     conv = ctx.conversation
     data = dict(conv.data)
     data[step.id] = value

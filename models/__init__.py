@@ -3,6 +3,8 @@ from . import pii
 from .base import Base, make_engine, make_session_factory, utcnow
 from .content import Announcement, HandbookEntry
 from .conversation import Conversation
+from .consent import ConsentRecord, RetentionMark, RightsRequest
+from .media import MediaFile
 from .form import FormSubmission
 from .organisation import Estate, Liaison, Organisation, Steward
 from .outbox import OutboxMessage, enqueue
@@ -27,6 +29,7 @@ __all__ = [
     "Announcement", "HandbookEntry", "FormSubmission",
     "Conversation", "Estate", "Organisation", "OutboxMessage", "enqueue",
     "Liaison", "TimelineEntry", "ConsoleUser", "LoginFailure", "AuditEntry", "Resource",
+    "ConsentRecord", "RightsRequest", "RetentionMark", "MediaFile",
     "PointsEntry", "Redemption", "Reward", "ServiceRecord", "Volunteer", "Activity", "Signup",
     "Club", "ClubMember",
     "Resident", "ServiceRequest", "Steward", "file_request", "AccessToken", "ProcessedMessage", "SandboxCall",
