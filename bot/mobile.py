@@ -69,7 +69,7 @@ def request_page(ref: str):
     """Shows the request to its resident or to staff, and takes their action."""
     session = get_session()
     role, staff = _viewer(session, ref)
-    req = find_by_ref(session, ref)
+    req = find_by_ref(session, ref, lock=request.method == "POST")
     if req is None:
         abort(404)
     if staff is not None and not stewarding.may_see(staff, req):

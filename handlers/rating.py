@@ -34,7 +34,8 @@ def awaiting_rating(session: Session, resident_id: int) -> ServiceRequest | None
     """The resident's most recently resolved request still waiting for a rating."""
     return session.scalar(select(ServiceRequest).where(ServiceRequest.resident_id == resident_id,
                                                        ServiceRequest.status == "resolved")
-                          .order_by(ServiceRequest.resolved_at.desc(), ServiceRequest.id.desc()).limit(1))
+                          .order_by(ServiceRequest.resolved_at.desc(), ServiceRequest.id.desc()).limit(1)
+                          .with_for_update())
 
 
 def rate_request(session: Session, services: Services, req: ServiceRequest, rating: str,

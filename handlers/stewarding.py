@@ -192,7 +192,7 @@ def _request(ctx: Context, staff: Staff, rest: str, command: str, need_more: boo
     parts = rest.split(maxsplit=1)
     if not parts or (need_more and len(parts) < 2):
         raise Refused(say("steward_usage", command=command))
-    req = wf.find_by_ref(ctx.session, parts[0])
+    req = wf.find_by_ref(ctx.session, parts[0], lock=True)
     if req is None or not may_see(staff, req):
         raise Refused(say("steward_not_found", ref=parts[0]))
     return req, (parts[1].strip() if len(parts) > 1 else "")

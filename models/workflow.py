@@ -249,9 +249,11 @@ def close(session: Session, req: ServiceRequest, actor: Actor, reason: str, now:
     return req
 
 
-def find_by_ref(session: Session, ref: str) -> ServiceRequest | None:
-    """The request with this reference number (spaces and dashes ignored)."""
+def find_by_ref(session: Session, ref: str, lock: bool = False) -> ServiceRequest | None:
+    """The request with this reference number (spaces and dashes ignored); `lock` before changing it."""
     ref = "".join(ch for ch in (ref or "") if ch.isdigit())
     if not ref:
         return None
-    return session.scalar(select(ServiceRequest).where(ServiceRequest.ref == ref))
+    query = select(ServiceRequest).where(ServiceRequest.ref == ref)
+    # Two staff acting at once queue on the row instead of overwriting each other's transition.
+    return session.scalar(query.with_for_update() if lock else query)
