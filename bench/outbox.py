@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MESSAGES = int(os.environ.get("BENCH_OUTBOX_MESSAGES", "2000"))
+MESSAGES = int(os.environ.get("BENCH_OUTBOX_MESSAGES", "1000"))
 LIMITED_RATE = int(os.environ.get("BENCH_OUTBOX_RATE", "100"))
 
 
