@@ -34,6 +34,8 @@ CLOSE_WORDS = {"重复": "duplicate", "不属于": "not_our_remit", "不属于�
 TYPE_WORDS = {**{label: key for key, label in TYPES.items()},
               **{label[:-1]: key for key, label in TYPES.items()}, **{key: key for key in TYPES}}
 MOBILE_RE = re.compile(r"^1\d{10}$")
+# "派 <编号> 物业 5天": a steward's own deadline, in working days, overrides the routing rules.
+DAYS_RE = re.compile(r"^(.*?)\s*(\d{1,2})\s*(?:个工作日|工作日|天)$")
 TODO_LIMIT = 10
 
 
@@ -232,23 +234,33 @@ def _handler(ctx: Context, req: ServiceRequest, words: str) -> Organisation:
     return found[0]
 
 
+def _deadline_words(words: str) -> tuple[str, int | None]:
+    """Splits a trailing '5天' / '5个工作日' off the handler's words."""
+    match = DAYS_RE.match(words)
+    if match is None:
+        return words, None
+    return match.group(1).strip(), int(match.group(2))
+
+
 def cmd_route(ctx: Context, staff: Staff, rest: str) -> str:
     """派 <编号> [<单位>]: to the named handler, or the routing rules' suggestion."""
     req, words = _request(ctx, staff, rest, "派", need_more=False)
+    words, days = _deadline_words(words)
     if words:
         handler = _handler(ctx, req, words)
     else:
         handler = routing.suggest(ctx.session, _rules(), req).handler if req.type else None
         if handler is None:
             raise Refused(say("steward_usage", command="派"))
-    return perform(ctx.session, ctx.services, staff, req, "route", ctx.now, handler=handler)
+    return perform(ctx.session, ctx.services, staff, req, "route", ctx.now, handler=handler, deadline_days=days)
 
 
 def cmd_transfer(ctx: Context, staff: Staff, rest: str) -> str:
     """转 <编号> <单位>."""
     req, words = _request(ctx, staff, rest, "转")
+    words, days = _deadline_words(words)
     return perform(ctx.session, ctx.services, staff, req, "transfer", ctx.now,
-                   handler=_handler(ctx, req, words))
+                   handler=_handler(ctx, req, words), deadline_days=days)
 
 
 def cmd_answer(ctx: Context, staff: Staff, rest: str) -> str:

@@ -133,3 +133,12 @@ def test_the_rating_question_only_goes_inside_wechats_48_hour_window(park, chat,
         kinds = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.recipient == RESIDENT)).all()
     assert kinds.count("kf_text") == (1 if asked else 0)
     assert kinds.count("template") == 2  # routed, resolved: the page carries the rating form
+
+
+def test_the_steward_may_set_the_deadline_when_routing(park, chat, sessions):
+    chat(STEWARD, f"分类 {park} 市场服务类 电梯")
+    assert "已派单" in chat(STEWARD, f"派 {park} 物业 2天")
+    assert stored(sessions, park).deadline_days == 2  # the rules would have said 3
+    assert "已转办" in chat(STEWARD, f"转 {park} 业委会 10个工作日")
+    req = stored(sessions, park)
+    assert (req.handler.code, req.deadline_days) == ("xhy_oc", 10)
