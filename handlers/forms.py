@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from models import Estate, Steward
 from models.form import FormSubmission, count_active, for_community
+from models.media import queue_download
 
 from .context import Context
 from .flows import answers_of
@@ -49,6 +50,11 @@ def submit(ctx: Context, answers: dict) -> Reply:
                          summary=summary[:1000], created_at=ctx.now)
     ctx.session.add(sub)
     ctx.session.flush()
+    for step in flow.steps:
+        if step.type == "images":
+            for photo in answers.get(step.id) or []:
+                # Fetched once by the media job, as the photos of a 求助 are.
+                queue_download(ctx.session, photo["media_id"], "image", now=ctx.now)
     return Text(say("form_submitted", title=flow.title, number=sub.id, estate=estate.name))
 
 

@@ -6,6 +6,7 @@ import yaml
 from sqlalchemy import select
 
 from models.form import FormSubmission
+from models.media import MediaFile
 
 from .flowkit import Chat, verify
 
@@ -31,6 +32,9 @@ def test_pet_registration_step_by_step(demo, sessions):
     [form] = _forms(sessions)
     assert form.flow == "pet_registration" and form.answers["pet_name"] == "豆豆"
     assert form.answers["photo"][0]["media_id"] == "pet-photo" and "豆豆" in form.summary
+    with sessions() as s:
+        [media] = s.scalars(select(MediaFile)).all()
+        assert (media.media_id, media.kind, media.status) == ("pet-photo", "image", "pending")
 
 
 def test_parking_plate_is_checked_and_normalised(demo, sessions):

@@ -61,6 +61,8 @@ def test_shipped_sub_menus_leave_room_within_wechat_limits():
     ("    action: help\n", "    action: halp\n", 9, "action 'halp' does not exist"),
     ("        prompt: 宠物叫什么名字？\n", "        prompt: 宠物叫{{ answers.name 吗？\n", 18, "template error"),
     ("        type: text\n", "        type: essay\n", 17, "step type 'essay'"),
+    ("        validator: person_name\n", "        validator: person_name\n        when: answers.name ==\n", 20,
+     "when: expression error"),
     ("    title: 宠物登记\n", "    title: 宠物登记\n    title: 再来一次\n", 14, "duplicate key 'title'"),
     ("    summary: |\n", "    summary: [\n", 21, "YAML syntax"),
 ])
