@@ -67,7 +67,8 @@ class Limiter:
             return self._local[key]
 
 
-_limiters: dict[tuple[int, str], Limiter] = {}
+# One limiter per app (its settings mapping): apps built side by side never share counts.
+_limiters: dict[int, tuple[dict, Limiter]] = {}
 
 
 def exceeded(settings: dict, msg) -> bool:
@@ -75,8 +76,9 @@ def exceeded(settings: dict, msg) -> bool:
     per_minute = settings["app"]["rate_limit_per_minute"]
     if not per_minute or (msg.type == "event" and (msg.event or "").lower() in EXEMPT_EVENTS):
         return False
-    key = (per_minute, settings["redis"]["url"])
-    limiter = _limiters.get(key)
-    if limiter is None:
-        limiter = _limiters.setdefault(key, Limiter(per_minute, settings["redis"]["url"]))
-    return not limiter.allow(msg.source)
+    entry = _limiters.get(id(settings))
+    if entry is None or entry[0] is not settings or entry[1].per_minute != per_minute:
+        if len(_limiters) > 64:
+            _limiters.clear()
+        entry = _limiters[id(settings)] = (settings, Limiter(per_minute, settings["redis"]["url"]))
+    return not entry[1].allow(msg.source)

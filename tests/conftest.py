@@ -31,7 +31,11 @@ def fresh_database(tmp_path) -> str:
 
 @pytest.fixture
 def db_url(tmp_path):
-    """The test's own empty database."""
+    """The test's own empty database (and an empty Redis when the suite runs with Redis)."""
+    if os.environ.get("REDSTEWARD_TEST_USE_REDIS"):
+        import redis
+        # Rate-limit counts and locks of the previous test must not leak into this one.
+        redis.Redis.from_url(REDIS_URL).flushdb()
     return fresh_database(tmp_path)
 
 
