@@ -63,6 +63,8 @@ def test_back_from_estate_and_cancel_anywhere(demo, sessions):
     assert "玲珑家园" in chat.text("星湖社区") and chat.state == ("verification", "estate")
     chat.text("玲珑")  # part of a name picks the only match
     assert chat.answers["estate"] == "lhjy"
+    chat.text("跳过")
+    assert "党员：未填写" in chat.text("跳过") and chat.state == ("verification", "__confirm__")
     assert "已取消" in chat.text("取消") and chat.state == (None, None)
     with sessions() as s:
         assert not s.scalar(select(Resident).where(Resident.openid == "o_v3")).is_verified
