@@ -22,6 +22,7 @@ from .volunteers import local_zone, notify, steward_of
 
 SCENE_PREFIX = "act_"
 SCENE_RE = re.compile(r"^act_(\d+)_(in|out)$")
+ROSTER_PAGE = 30
 SIGNUP_FLOW, CANCEL_FLOW, PUBLISH_FLOW = "activity_signup", "activity_cancel", "activity_publish"
 TIME_RE = re.compile(r"^(?:(\d{4})[-/.年])?(\d{1,2})[-/.月](\d{1,2})[日号]?\s*"
                      r"(?:(上午|下午|晚上)\s*)?(\d{1,2})(?:[:：点时](\d{1,2})?分?)?$")
@@ -244,7 +245,11 @@ def command(ctx: Context) -> Reply:
             return flows.start(ctx, ctx.services.menus.flows[PUBLISH_FLOW])
         if verb == "名单" and args:
             act = _steward_activity(ctx, steward, args[0])
-            return Text(say("activity_roster", a=act, rows=activities.roster(ctx.session, act.id),
+            rows = activities.roster(ctx.session, act.id)
+            # A chat reply holds about 2,000 bytes: long rosters come in pages.
+            page = max(1, int(args[1])) if len(args) > 1 and args[1].isdigit() else 1
+            return Text(say("activity_roster", a=act, rows=rows[(page - 1) * ROSTER_PAGE:page * ROSTER_PAGE],
+                            more=len(rows) - page * ROSTER_PAGE, next_page=page + 1,
                             tz=local_zone(ctx.services)))
         if verb in ("签到", "签退") and len(args) > 1:
             return _mark_many(ctx, steward, _steward_activity(ctx, steward, args[0]), args[1:],

@@ -16,6 +16,8 @@ from .resident import Resident
 from .volunteer import ServiceRecord
 
 SIGNUP_STATES = ("signed_up", "waitlisted", "cancelled")
+# A chat reply holds about 2,000 bytes: the soonest activities only.
+UPCOMING_LIMIT = 8
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def upcoming(session: Session, resident: Resident, now: datetime) -> list[Activi
     where.append(or_(Activity.community_id.is_(None), Activity.community_id == community)
                  if community is not None else Activity.community_id.is_(None))
     return list(session.scalars(select(Activity).where(*where).order_by(Activity.starts_at, Activity.id)
-                                .limit(20)))
+                                .limit(UPCOMING_LIMIT)))
 
 
 def seats_taken(session: Session, activity_id: int) -> int:

@@ -201,3 +201,28 @@ def test_demo_park_offers_activities_and_rewards_to_try_in_the_simulator(demo, w
     assert "星湖苑环境清洁" in listing and "园区助老上门服务" in listing and "亲子公益跑" in listing
     wx.text("o_demo", "取消")
     assert "环保购物袋 · 2 积分" in wx.click("o_demo", "REWARDS")
+
+
+def test_long_rosters_come_in_pages_that_fit_a_chat_reply(park, wx, sessions):
+    from models import activity as activities
+    with sessions() as s:
+        act = publish(s, starts_in=timedelta(days=1), capacity=40)
+        for n in range(35):
+            resident = verified_resident(s, f"o_many{n}", name="张小芳")
+            activities.sign_up(s, act.id, resident, utcnow())
+        s.commit()
+    first = wx.text(STEWARD_XH, f"活动 名单 {act.id}")
+    assert first.count("张*芳") == 30 and "还有 5 人" in first and f"活动 名单 {act.id} 2" in first
+    assert len(first.encode()) < 2048
+    second = wx.text(STEWARD_XH, f"活动 名单 {act.id} 2")
+    assert second.count("张*芳") == 5 and "还有" not in second
+
+
+def test_the_activity_list_fits_a_chat_reply_however_many_and_long(park, wx, sessions):
+    with sessions() as s:
+        verified_resident(s, "o_list")
+        for n in range(12):
+            publish(s, title="长" * 30, place="很长的集合地点" * 7, starts_in=timedelta(days=1, hours=n),
+                    volunteers_only=True)
+    listing = wx.click("o_list", "ACTIVITIES")
+    assert listing.count("限志愿者") == 8 and len(listing.encode()) < 2048
