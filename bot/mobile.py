@@ -2,9 +2,13 @@
 template message or an e-mail. The signed `t` names who opens it, so a number alone opens nothing."""
 from __future__ import annotations
 
+import logging
+import secrets
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+import requests
+from flask import Blueprint, abort, current_app, redirect, render_template, request, session as web_session, url_for
 from sqlalchemy import select
 
 from handlers import rating, stewarding
@@ -19,7 +23,11 @@ from models.workflow import EARLY_CLOSE_REASONS, TRANSITIONS, WorkflowError, fin
 
 from .db import get_session
 
+logger = logging.getLogger(__name__)
 bp = Blueprint("mobile", __name__, url_prefix="/m")
+
+# The page WeChat's in-app browser opens to tell us who is reading (snsapi_base: silent, openid only).
+OAUTH_AUTHORIZE_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
 
 STAFF_FORMS = ("classify", "route", "transfer", "answer", "resolve", "escalate", "close")
 
@@ -72,6 +80,15 @@ def request_page(ref: str):
     req = find_by_ref(session, ref, lock=request.method == "POST")
     if req is None:
         abort(404)
+    expected = staff.openid if staff is not None and not isinstance(staff, DepartmentStaff) else (
+        req.resident.openid if role == "resident" and req.resident else None)
+    if expected and not current_app.config["REDSTEWARD"]["wechat"]["sandbox"]:
+        # Outside the sandbox a forwarded link is not enough: WeChat must say the reader is its owner.
+        reader = web_session.get("wx_openid")
+        if reader is None:
+            return _authorize()
+        if reader != expected:
+            return render_template("mobile/not_yours.html"), 403
     if staff is not None and not stewarding.may_see(staff, req):
         abort(403)
     error = None
@@ -137,3 +154,39 @@ def _act(session, staff, req) -> None:
         args = {"reason": form.get("reason", ""), "note": form.get("note", "")[:500]}
     services = current_app.extensions["redsteward.services"]
     stewarding.perform(session, services, staff, req, action, utcnow(), **args)
+
+
+def _authorize():
+    """Sends the reader through WeChat's silent OAuth (snsapi_base) and back to this page."""
+    wx = current_app.config["REDSTEWARD"]["wechat"]
+    state = secrets.token_urlsafe(16)
+    web_session["wx_oauth"] = {"state": state, "next": request.full_path}
+    services = current_app.extensions["redsteward.services"]
+    query = urlencode({"appid": wx["appid"], "redirect_uri": services.public_url + url_for(".oauth_return"),
+                       "response_type": "code", "scope": "snsapi_base", "state": state})
+    return redirect(f"{OAUTH_AUTHORIZE_URL}?{query}#wechat_redirect")
+
+
+@bp.route("/oauth")
+def oauth_return():
+    """WeChat's redirect back: swaps the code for the reader's openid, then reopens the page."""
+    pending = web_session.pop("wx_oauth", None)
+    code = request.args.get("code", "")
+    if not pending or not code or request.args.get("state") != pending["state"]:
+        abort(400)
+    wx = current_app.config["REDSTEWARD"]["wechat"]
+    try:
+        res = requests.get(wx["api_base_url"] + "sns/oauth2/access_token", timeout=wx["timeout_seconds"],
+                           params={"appid": wx["appid"], "secret": wx["appsecret"], "code": code,
+                                   "grant_type": "authorization_code"})
+        data = res.json()
+    except (requests.RequestException, ValueError) as exc:
+        logger.warning("oauth code exchange failed: %s", type(exc).__name__)
+        return render_template("mobile/not_yours.html", retry=True), 502
+    if not data.get("openid"):
+        logger.warning("oauth code refused: %s", data.get("errcode"))
+        abort(400)
+    web_session["wx_openid"] = data["openid"]
+    target = pending["next"]
+    # Only ever back to a page of this blueprint: never an open redirect.
+    return redirect(target if target.startswith("/m/requests/") else "/", code=302)

@@ -10,6 +10,7 @@ from handlers.request_links import page_url
 from models import OutboxMessage, ServiceRequest, utcnow
 
 from .park import park_with_request
+from .wechat_standin import standin  # noqa: F401  (fixture)
 
 STEWARD = "sandbox_steward_xinghu"
 LIAISON = "sandbox_liaison_xhy_pm"
@@ -112,3 +113,35 @@ def test_a_department_opens_the_link_from_its_email(app, client, park, sessions)
         req = s.scalar(select(ServiceRequest))
         assert req.status == "answered" and req.answer == "已列入明年计划"
         assert req.answered_at <= utcnow()
+
+
+def test_outside_the_sandbox_wechat_must_confirm_the_reader(make_app, standin):
+    app = make_app(wechat={"sandbox": False, "appid": "wxprod0000000001", "appsecret": "prod-secret",
+                           "token": "prodtoken", "api_base_url": standin.url},
+                   app={"secret_key": "k" * 40, "pii_key": "p" * 40, "public_url": "https://steward.example.org"})
+    ref = park_with_request(app.extensions["redsteward.sessions"], "o_prod_resident", "单元门禁坏了")
+    steward = link(app, ref, STEWARD)
+    https = {"base_url": "https://steward.example.org"}
+
+    def sign_in_as(client, openid, code):
+        """Opens the link, follows WeChat's silent OAuth as `openid`, returns the final response."""
+        first = client.get(steward, **https)
+        assert first.status_code == 302
+        target = urlsplit(first.headers["Location"])
+        assert target.netloc == "open.weixin.qq.com" and "scope=snsapi_base" in target.query
+        assert "wxprod0000000001" in target.query and target.fragment == "wechat_redirect"
+        state = dict(pair.split("=", 1) for pair in target.query.split("&"))["state"]
+        standin.oauth_codes[code] = openid
+        back = client.get(f"/m/oauth?code={code}&state={state}", **https)
+        assert back.status_code == 302 and back.headers["Location"].startswith(f"/m/requests/{ref}?t=")
+        return client.get(back.headers["Location"], **https)
+
+    owner = sign_in_as(app.test_client(), STEWARD, "code-1")
+    assert owner.status_code == 200 and "单元门禁坏了" in owner.get_data(as_text=True)
+    forwarded = sign_in_as(app.test_client(), "o_someone_else", "code-2")
+    assert forwarded.status_code == 403 and "发给别人" in forwarded.get_data(as_text=True)
+    assert "单元门禁坏了" not in forwarded.get_data(as_text=True)
+    # A made-up state or a code WeChat never issued opens nothing.
+    stranger = app.test_client()
+    stranger.get(steward, **https)
+    assert stranger.get("/m/oauth?code=forged&state=guess", **https).status_code == 400

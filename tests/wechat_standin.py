@@ -39,6 +39,7 @@ class WeChatStandIn:
         self.delivered: list[dict] = []
         self.faults: list[str | int] = []
         self.hang_seconds = 3.0
+        self.oauth_codes: dict[str, str] = {}  # code → openid, for snsapi_base
         self._lock = threading.Lock()
         self.server = make_server("127.0.0.1", free_port(), self.wsgi, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}/"
@@ -66,6 +67,10 @@ class WeChatStandIn:
     def wsgi(self, environ, start_response):
         """The WSGI entry point."""
         request = Request(environ)
+        if request.path == "/sns/oauth2/access_token":
+            openid = self.oauth_codes.pop(request.args.get("code", ""), None)
+            answer = {"openid": openid, "scope": "snsapi_base"} if openid else {"errcode": 40029}
+            return self._json(answer)(environ, start_response)
         path = request.path.removeprefix("/cgi-bin/")
         if path in ("token", "stable_token"):
             with self._lock:
