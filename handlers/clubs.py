@@ -13,6 +13,7 @@ from .texts import say
 from .volunteers import local_zone, notify
 
 JOIN_FLOW = "club_join"
+PENDING_SHOWN = 20  # a chat reply holds about 2,000 bytes
 
 
 @action("clubs.command")
@@ -31,7 +32,8 @@ def command(ctx: Context) -> Reply:
                    when=ctx.now.astimezone(local_zone(ctx.services)))
             return Text(say("club_decided", member=member))
         if verb == "申请":
-            return Text(say("club_pending", rows=clubs.pending_for(ctx.session, ctx.resident.openid)))
+            rows = clubs.pending_for(ctx.session, ctx.resident.openid)
+            return Text(say("club_pending", rows=rows[:PENDING_SHOWN], more=len(rows) - PENDING_SHOWN))
         return Text(say("club_command_help"))
     if not clubs.open_to(ctx.session, community_of(ctx.resident)):
         return Text(say("club_none"))

@@ -32,7 +32,7 @@ def show_balance(ctx: Context) -> Reply:
                                  .order_by(PointsEntry.id.desc()).limit(STATEMENT_LINES)).all()
     unused = ctx.session.scalars(select(Redemption).where(Redemption.resident_id == rid,
                                                           Redemption.status == "issued")
-                                 .order_by(Redemption.id)).all()
+                                 .order_by(Redemption.id.desc()).limit(STATEMENT_LINES)).all()
     next_expiry = ctx.session.scalar(select(PointsEntry.expires_at).where(
         PointsEntry.resident_id == rid, PointsEntry.kind == "earn", PointsEntry.expires_at > ctx.now)
         .order_by(PointsEntry.expires_at).limit(1))

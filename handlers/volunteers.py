@@ -18,6 +18,7 @@ from .replies import Reply, Text
 from .texts import say
 
 REGISTER_FLOW = "volunteer_register"
+PENDING_SHOWN = 8
 
 
 def template_fields(name: str, **kw) -> dict[str, str]:
@@ -105,5 +106,7 @@ def command(ctx: Context) -> Reply:
             return Text(say("volunteer_refused", reason=exc.reason, **exc.detail))
         return Text(say("volunteer_decided", vol=vol, name=vol.resident.masked_name))
     if verb == "待审":
-        return Text(say("volunteer_pending", rows=volunteers.pending(ctx.session, steward.community_id)))
+        rows = volunteers.pending(ctx.session, steward.community_id)
+        # A chat reply holds about 2,000 bytes: the oldest first, the rest after they are decided.
+        return Text(say("volunteer_pending", rows=rows[:PENDING_SHOWN], more=len(rows) - PENDING_SHOWN))
     return Text(say("volunteer_command_help"))

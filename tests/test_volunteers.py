@@ -74,3 +74,14 @@ def test_the_console_approves_through_the_same_function_and_the_resident_is_told
         s.commit()
         assert s.get(Volunteer, number).status == "approved"
         assert [m.payload["data"]["phrase2"]["value"] for m in templates_to(s, "o_console")] == ["已通过"]
+
+
+def test_a_long_waiting_list_fits_a_chat_reply(park, wx, sessions):
+    from models import utcnow
+    with sessions() as s:
+        for n in range(12):
+            r = verified_resident(s, f"o_wait{n}")
+            volunteers.apply(s, r, r.estate_id, "特长" * 50, "周末", utcnow())
+        s.commit()
+    listing = wx.text(STEWARD_XH, "志愿者 待审")
+    assert listing.count("张*芳") == 8 and "另有 4 份待审" in listing and len(listing.encode()) < 2048
