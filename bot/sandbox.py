@@ -121,7 +121,9 @@ def _post_signed(xml: str) -> dict:
         body = crypto.encrypt_message(xml, nonce, ts)
         encrypted = xmltodict.parse(body)["xml"]
         args.update(encrypt_type="aes", msg_signature=encrypted["MsgSignature"])
-    resp = current_app.test_client().post("/wechat", query_string=args, data=body.encode())
+    # A fresh app context: the nested request gets, and closes, its own database session.
+    with current_app.app_context():
+        resp = current_app.test_client().post("/wechat", query_string=args, data=body.encode())
     text = resp.get_data(as_text=True)
     if resp.status_code != 200 or text == "success":
         return {"status": resp.status_code, "type": "none"}

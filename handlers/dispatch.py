@@ -48,9 +48,10 @@ def handle(session: Session, msg, services: Services, now: datetime | None = Non
     conv = _locked_conversation(session, resident.id)
     done = session.get(ProcessedMessage, key)
     if done is not None:
+        reply = from_dict(done.reply)  # read before rollback expires the row
         session.rollback()
         observe.notify("retry", msg)
-        return from_dict(done.reply), True
+        return reply, True
     ctx = Context(session=session, resident=resident, conversation=conv, message=msg,
                   services=services, now=now)
     before = (conv.flow, conv.step)
@@ -73,8 +74,10 @@ def handle(session: Session, msg, services: Services, now: datetime | None = Non
         # Another worker finished the same delivery first: answer with its reply.
         session.rollback()
         done = session.get(ProcessedMessage, key)
+        reply = from_dict(done.reply) if done else NoReply()
+        session.rollback()  # end the read so no lock outlives the delivery
         observe.notify("retry", msg)
-        return (from_dict(done.reply) if done else NoReply()), True
+        return reply, True
     observe.notify("handled", msg, ended)
     return reply, False
 

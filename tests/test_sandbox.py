@@ -68,3 +68,16 @@ def test_simulator_reaches_the_webhook_in_safe_mode(make_app):
     app = make_app(wechat={"encrypt_mode": "safe", "encoding_aes_key": AES_KEY})
     reply = app.test_client().post("/sandbox/send", json={"openid": "o1", "kind": "text", "content": "帮助"})
     assert "实名认证" in reply.get_json()["reply"]["content"]
+
+
+def test_the_same_click_twice_in_one_second_answers_at_once(make_app):
+    """Two identical events share WeChat's de-dup key; the second must not wait on a lock."""
+    import time as _time
+    app = make_app()
+    client = app.test_client()
+    started = _time.monotonic()
+    replies = [client.post("/sandbox/send", json={"openid": "o_twice", "kind": "click", "key": "ACTION_HELP"})
+               for _ in range(2)]
+    assert [r.status_code for r in replies] == [200, 200]
+    assert replies[0].get_json()["reply"] == replies[1].get_json()["reply"]
+    assert _time.monotonic() - started < 5
