@@ -1,6 +1,8 @@
 """Forms defined only in menus.yaml: 宠物登记 and 共享车位申请 (with a quota per estate)."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 import yaml
 from sqlalchemy import select
@@ -9,6 +11,7 @@ from models.form import FormSubmission
 from models.media import MediaFile
 
 from .flowkit import Chat, verify
+from .wechat import WeChatSim
 
 
 def _forms(sessions):
@@ -52,16 +55,22 @@ def test_parking_plate_is_checked_and_normalised(demo, sessions):
     assert (form.flow, form.answers["plate"], form.answers["period"]) == ("shared_parking", "苏E12345", "night")
 
 
-def test_parking_quota_per_estate_comes_from_menus_yaml(make_app, tmp_path):
-    path = tmp_path / "menus.yaml"
+def _app_with_quota(make_app, tmp_path, quota: int):
+    """The demo app with menus.yaml's parking quota changed, as an admin would."""
+    from bot import demo as demo_data
     from handlers.menus import DEFAULT_PATH
-    text = DEFAULT_PATH.read_text(encoding="utf-8").replace("quota_per_estate: 20", "quota_per_estate: 2")
-    assert "quota_per_estate: 2\n" in text
+    path = tmp_path / "menus.yaml"
+    text = DEFAULT_PATH.read_text(encoding="utf-8").replace("quota_per_estate: 20", f"quota_per_estate: {quota}")
+    assert f"quota_per_estate: {quota}\n" in text
     path.write_text(text, encoding="utf-8")
     app = make_app(app={"menus_path": str(path)})
-    from bot import demo as demo_data
     with app.extensions["redsteward.sessions"]() as s:
         demo_data.load(s)
+    return app
+
+
+def test_parking_quota_per_estate_comes_from_menus_yaml(make_app, tmp_path):
+    app = _app_with_quota(make_app, tmp_path, 2)
     plates = ["苏E11111", "苏E22222", "苏E33333"]
     replies = []
     for n, plate in enumerate(plates):
@@ -112,3 +121,30 @@ def test_forms_are_only_data(flow):
     from handlers.menus import DEFAULT_PATH
     doc = yaml.safe_load(DEFAULT_PATH.read_text(encoding="utf-8"))
     assert doc["flows"][flow]["handler"] == "forms.submit"
+
+
+def test_two_residents_racing_for_the_last_place(make_app, tmp_path):
+    """Both confirm at once on two workers: the estate row lock lets exactly one in."""
+    app = _app_with_quota(make_app, tmp_path, 1)
+    chats = [Chat(app, f"o_race{n}") for n in range(2)]
+    for n, chat in enumerate(chats):
+        verify(chat, mobile=f"1381111000{n}")
+        chat.click("FLOW_PARKING")
+        chat.text(f"苏E5555{n}")
+        chat.text("1")
+        chat.text("跳过")
+    bodies = [chat.sim.xml(chat.openid, "text", Content="确认") for chat in chats]
+    replies: list[str] = []
+
+    def confirm(body):
+        sim = WeChatSim(app, app.test_client())
+        replies.append(sim.decode(sim.post_raw(body))["Content"])
+
+    threads = [threading.Thread(target=confirm, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted("已满" in r for r in replies) == [False, True]
+    with app.extensions["redsteward.sessions"]() as s:
+        assert len(s.scalars(select(FormSubmission)).all()) == 1
