@@ -49,6 +49,11 @@ def expire_if_idle(ctx: Context) -> str | None:
         flow = ctx.services.menus.flows.get(conv.flow)
         conv.clear()
         return flow.title if flow else ""
+    if conv.expired_notice and not conv.flow:
+        # The housekeeping job cleared this flow while the resident was away: say so once.
+        flow = ctx.services.menus.flows.get(conv.expired_notice)
+        conv.expired_notice = None
+        return flow.title if flow else ""
     return None
 
 

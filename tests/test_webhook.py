@@ -224,3 +224,17 @@ def test_verification_then_request_reaches_the_steward(demo, wx, sessions):
         outbox = s.scalars(select(OutboxMessage)).all()
         assert [m.recipient for m in outbox] == ["sandbox_steward_xinghu"]
         assert outbox[0].payload["data"]["character_string1"]["value"] == req.ref
+
+
+def test_a_flow_cleared_by_housekeeping_is_explained_once(demo, wx, sessions):
+    from models import Conversation, Resident
+    wx.click("o_away", "FLOW_VERIFY")
+    with sessions() as s:
+        resident = s.scalar(select(Resident).where(Resident.openid == "o_away"))
+        conv = s.get(Conversation, resident.id)
+        conv.clear()
+        conv.expired_notice = "verification"
+        s.commit()
+    first = wx.text("o_away", "你好")
+    assert "实名认证" in first and "自动结束" in first
+    assert "自动结束" not in wx.text("o_away", "你好")
