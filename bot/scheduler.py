@@ -145,6 +145,7 @@ def job_table(settings: dict) -> dict[str, tuple]:
         "housekeeping": (IntervalTrigger(minutes=15, timezone=tz), None),
         "media": (IntervalTrigger(seconds=sch["outbox_interval_seconds"], timezone=tz), None),
         "retention": (at(settings["privacy"]["retention_time"]), 12 * 3600),
+        "points_expiry": (at("00:10"), 12 * 3600),
         # Daily and weekly runs missed while down still run once when the scheduler returns.
         "daily_summary": (at(sch["daily_summary_time"]), 12 * 3600),
         "follow_up": (at(sch["follow_up_time"]), 12 * 3600),

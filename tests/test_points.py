@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from handlers.points import expire_points
 from models import PointsEntry, Redemption, Reward, ServiceRecord
 from models import points as ledger
 from models import volunteer as volunteers
@@ -28,8 +27,10 @@ def at(year, month, day, hour=0, minute=0) -> datetime:
 
 
 def run_expiry(app, sessions) -> int:
-    """Runs the scheduler's expiry job as the scheduler would, at the frozen time."""
-    return expire_points(sessions, app.config["REDSTEWARD"])["points_expired"]
+    """Runs the expiry job by its scheduler name, as the scheduler would, at the frozen time."""
+    from bot.scheduler import job_table, run_named
+    assert "points_expiry" in job_table(app.config["REDSTEWARD"])
+    return run_named(app, "points_expiry")["points_expired"]
 
 
 def test_points_last_until_the_end_of_next_year_then_expire_once(park, sessions, wx):

@@ -5,6 +5,7 @@ from .deadlines import deadline_scan
 from .digest import weekly_digest
 from .housekeeping import housekeeping
 from .summary import daily_summary, follow_up
+from ..points import expire_points
 from ..retention import retention
 
 JOBS = {
@@ -14,6 +15,7 @@ JOBS = {
     "daily_summary": daily_summary,
     "follow_up": follow_up,
     "retention": retention,
+    "points_expiry": expire_points,
 }
 
 __all__ = ["JOBS", "daily_summary", "deadline_scan", "follow_up", "housekeeping", "weekly_digest"]
