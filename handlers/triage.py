@@ -150,8 +150,8 @@ def model_for(session: Session, catalogue: Catalogue | None = None, wait: bool =
         return cached[1]
     if count < int(catalogue.settings.get("min_history", 60)):
         return None
-    if wait:
-        return _train_and_keep(engine, url, catalogue)
+    if wait:  # in the caller's session: on SQLite a second one would wait for its lock
+        return _keep(url, count, train(history(session), catalogue))
     with _lock:
         running = _training.get(url)
         if running is None or not running.is_alive():
@@ -172,6 +172,11 @@ def _train_and_keep(engine, url: str, catalogue: Catalogue) -> Classifier | None
     except Exception:  # a background thread has no caller to tell; the rules keep answering
         logger.exception("triage: training failed")
         return None
+    return _keep(url, count, model)
+
+
+def _keep(url: str, count: int, model: Classifier | None) -> Classifier | None:
+    """Keeps a freshly trained model for its database."""
     with _lock:
         _models[url] = (count, model)
     if model is not None:

@@ -327,3 +327,7 @@ def test_apikey_cli_creates_a_working_key_and_refuses_unknown_scopes(api):
     assert "xinghu" in listed.output and "5/min" in listed.output and plaintext not in listed.output
     refused = runner.invoke(args=["apikey", "create", "--scope", "xhy_pm"])
     assert refused.exit_code != 0 and "xhy_pm" in refused.output
+    prefix = plaintext.split("_")[1]
+    assert runner.invoke(args=["apikey", "revoke", prefix]).exit_code == 0
+    assert elevator(api, plaintext).status_code == 403
+    assert "revoked" in runner.invoke(args=["apikey", "list"]).output

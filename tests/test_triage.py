@@ -114,6 +114,14 @@ def test_the_evaluate_command_prints_precision(app):
     assert "keyword rules" in result.output and "电梯故障" in result.output
 
 
+def test_demo_history_command_gives_the_sandbox_something_to_learn_from(demo, s):
+    result = demo.test_cli_runner().invoke(args=["triage", "demo-history"])
+    assert result.exit_code == 0, result.output
+    filed = int(re.search(r"(\d+) closed demo requests filed", result.output).group(1))
+    assert filed == len(triage.history(s)) > 500
+    assert triage.model_for(s, wait=True).size == filed
+
+
 def test_the_steward_sees_the_suggestion_with_its_confidence_and_it_is_not_applied(demo, s):
     wx = WeChatSim(demo, demo.test_client())
     req = resident_request(s, "小区东门的垃圾桶满了三天没人清运，臭味很大")
