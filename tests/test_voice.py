@@ -191,3 +191,20 @@ def test_an_expired_note_fails_for_good_and_an_outage_is_retried(make_app, tmp_p
         assert rows["gone-1"].status == "failed"
         assert rows["flaky-1"].status == "pending" and rows["flaky-1"].attempts == 1
         assert rows["flaky-1"].next_attempt_at > rows["flaky-1"].created_at
+
+
+def test_in_the_simulator_a_voice_note_is_playable_as_soon_as_it_is_filed(live):
+    app, base = live
+    verified(WeChatSim(app, app.test_client()), "sim_voice")
+
+    def send(**payload):
+        """One message from the simulator page."""
+        r = requests.post(base + "/sandbox/send", json={"openid": "sim_voice", **payload}, timeout=30)
+        assert r.status_code == 200
+        return r.json()["reply"]["content"]
+
+    assert "回复“1”" in send(kind="voice")
+    assert "编号" in send(kind="text", content="1")
+    with app.extensions["redsteward.sessions"]() as s:
+        media = s.scalar(select(MediaFile))
+    assert media.status == "downloaded" and media.duration_label == "0:03"
