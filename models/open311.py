@@ -178,9 +178,9 @@ def w3c(moment: datetime | None) -> str | None:
 _MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 _LANDLINE = re.compile(r"(?<!\d)0\d{2,3}-?\d{7,8}(?!\d)")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 # Flat and room numbers pin a household down; the estate is as precise as we publish.
-_ROOM = re.compile(r"\d+\s*(室|号房|户)|\d+\s*-\s*\d+\s*(室)?")
+_ROOM = re.compile(r"(\d+\s*-\s*)?\d+\s*(室|号房|户|房间)")
 
 
 def scrub(text: str, names: tuple[str, ...] = ()) -> str:

@@ -166,7 +166,8 @@ def test_no_personal_data_leaves_and_locations_stop_at_the_estate(api, sessions)
         s.flush()
         file_request(s, kind="help", category="邻里纠纷", resident_id=resident.id, estate_id=estate.id,
                      community_id=estate.community_id,
-                     description="我是张小芳，住7栋502室，楼上漏水，电话13812345678，身份证320501199001011234",
+                     description="我是张小芳，住7栋502室，2026-11-20 发现楼上漏水，电话13812345678，"
+                                 "身份证320501199001011234，邮箱zxf@example.com",
                      location={"latitude": 31.31, "longitude": 120.71, "label": "7栋502室"},
                      created_at=datetime.now(timezone.utc))
         s.commit()
@@ -178,7 +179,8 @@ def test_no_personal_data_leaves_and_locations_stop_at_the_estate(api, sessions)
         for secret in ("张小芳", "小芳", "13812345678", "320501199001011234", "502", "o_secret_openid",
                        "31.31", "120.71", "31.3201", "13700001111", "qian@example.com", "钱伟"):
             assert secret not in body, (fmt, secret)
-        assert "138****5678" in body and "玲珑家园" in body
+        assert "138****5678" in body and "玲珑家园" in body and "2026-11-20 发现楼上漏水" in body
+        assert "zxf@example.com" not in body and "邮箱***" in body
     doc = valid(api.get("requests.xml"))
     assert doc.find("request/lat") is None and doc.find("request/long") is None
 
