@@ -45,6 +45,13 @@ def _segmenter():
     return _jieba
 
 
+def warm_up() -> threading.Thread:
+    """Loads jieba in a background thread, so the first resident's search does not wait for it."""
+    thread = threading.Thread(target=_segmenter, name="jieba-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def tokens(text: str, limit: int | None = None) -> list[str]:
     """The searchable words of a text: jieba's search-mode cut, without stopwords, in order."""
     seen: list[str] = []
