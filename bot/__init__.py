@@ -9,7 +9,7 @@ from wechatpy.crypto import WeChatCrypto
 
 from handlers import menus as menu_loader
 from handlers.context import Services
-from models import content
+from models.content import warm_up as warm_up_segmenter
 
 from . import cli, console, db, mydata, open311, sandbox, scheduler, triage, voice, webhook
 from . import mobile, ops
@@ -36,7 +36,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     db.init_app(app)
     menus_path = settings["app"]["menus_path"] or menu_loader.DEFAULT_PATH
     app.extensions["redsteward.services"] = Services(settings=settings, menus=menu_loader.load(menus_path))
-    content.warm_up()  # jieba's dictionary takes seconds to load: not on a resident's message
+    warm_up_segmenter()  # jieba's dictionary takes seconds to load: not on a resident's message
     if wx["encoding_aes_key"]:
         app.extensions["redsteward.crypto"] = WeChatCrypto(wx["token"], wx["encoding_aes_key"], wx["appid"])
     app.register_blueprint(webhook.bp)
