@@ -26,6 +26,10 @@ Index("ix_requests_report_community", _r.community_id, _r.created_at, _r.type, *
 # The handlers' assessment.
 Index("ix_requests_report_handler", _r.handler_id, _r.created_at, *_OUTCOME)
 
+# The headline's counts of residents.
+Index("ix_residents_report_verified", Resident.__table__.c.verified_at)
+Index("ix_residents_report_party", Resident.__table__.c.party_member)
+
 # Response-time buckets in hours: (upper bound, key); the last one is open-ended.
 RESPONSE_BUCKETS = ((1, "lt1h"), (4, "lt4h"), (24, "lt1d"), (72, "lt3d"), (168, "lt7d"), (None, "ge7d"))
 SERIES = (*TYPES, None)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from models import Estate, Organisation, Steward
 from models.audit import ACTIONS, AuditEntry
+from handlers import stewarding
 from models import routing
 from models.organisation import Liaison
 from models.request import TYPES
@@ -122,6 +123,8 @@ def routing_rules():
             tmp = path.with_suffix(".yaml.tmp")
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, path)
+            # This worker's chat commands read the new rules at once; other workers on restart.
+            stewarding._rules.cache_clear()
             audit_log("routing_edit", path.name, {"bytes": len(text.encode())})
             get_session().commit()
             flash(render_template("console/saved.txt"), "ok")
