@@ -12,6 +12,7 @@ import threading
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
@@ -242,10 +243,16 @@ def _handler(session: Session, found: Suggestion, estate, community) -> Organisa
     """The handler routing.yaml gives the suggested type and category in this estate."""
     probe = SimpleNamespace(type=found.type, category=found.category, estate=estate, community=community)
     try:
-        return routing.suggest(session, routing.load(), probe).handler
+        return routing.suggest(session, _routing_rules(), probe).handler
     except routing.RoutingError:
         logger.exception("triage: routing.yaml cannot be read; no handler suggested")
         return None
+
+
+@lru_cache(maxsize=1)
+def _routing_rules() -> routing.Rules:
+    """routing.yaml, read once per process (`org routing-check` checks it before it ships)."""
+    return routing.load()
 
 
 def suggest_for(session: Session, req: ServiceRequest) -> Suggestion:

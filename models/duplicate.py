@@ -28,6 +28,7 @@ class MergeError(ValueError):
     """A merge that cannot be made; `code` names why."""
 
     def __init__(self, code: str, ref: str):
+        """Keeps the reason and the request it concerns, for the steward's reply."""
         super().__init__(f"{code}: {ref}")
         self.code, self.ref = code, ref
 

@@ -27,6 +27,7 @@ class Api:
     """The app served on 127.0.0.1 in a thread, with keys and helpers an outside client would use."""
 
     def __init__(self, app, sessions):
+        """Starts serving the app on a free loopback port."""
         self.app, self.sessions = app, sessions
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.root = f"http://127.0.0.1:{self.server.server_port}/open311/v2"
