@@ -257,3 +257,26 @@ def test_assessment_figures_ranking_and_export(park, sessions):
     assert stewards["王红梅"][2] == "星湖社区"
     assert _count(sessions, __import__("models").AuditEntry,
                   __import__("models").AuditEntry.action == "export_assessment") == 1
+
+
+def test_assessment_sorts_by_any_rate_and_keeps_small_samples_last(park, sessions):
+    now = utcnow()
+    with sessions() as s:
+        _assessment_park(s, now)
+        late = routed(s, new_request(s, "hlsy"), "hlsy_pm", days=1, at=now - timedelta(days=20))
+        wf.answer(s, late, LIAISON, "晚了", now - timedelta(days=10))
+        s.commit()
+    orgdept = Console(park, "orgdept")
+
+    def handler_rows(query: str) -> list[str]:
+        """Handler names in the order the page lists them."""
+        page = orgdept.get(f"/console/assessment?{query}").get_data(as_text=True)
+        table = page[page.index("承办单位</h2>"):page.index("红管负责人</h2>")]
+        return __import__("re").findall(r"<td>([^<>]+?(?:物业服务中心|党委|业委会))</td>", table)
+
+    best_first = handler_rows("min_sample=1&sort=timeliness&dir=desc")
+    assert best_first[0] == "玲珑家园物业服务中心" and best_first.index("翰林水岸物业服务中心") == 2
+    worst_first = handler_rows("min_sample=1&sort=timeliness&dir=asc")
+    assert worst_first[0] == "翰林水岸物业服务中心"
+    # With a minimum of 3, the two one-request handlers are listed after the ranked one.
+    assert handler_rows("min_sample=3&sort=timeliness&dir=asc")[0] == "星湖苑物业服务中心"
