@@ -108,7 +108,7 @@ def drain(url: str, port: int, rate: int) -> dict:
         calls = json.load(resp)["calls"]
     per_second = Counter(int(t) for t, _ in calls)
     keys = Counter(k for _, k in calls)
-    return {"db": url.split(":")[0], "rate_limit": rate, "messages": MESSAGES, "sent": sent,
+    return {"db": url.split(":")[0].split("+")[0], "rate_limit": rate, "messages": MESSAGES, "sent": sent,
             "seconds": elapsed, "per_second": sent / elapsed,
             "busiest_second": max(per_second.values()) if per_second else 0,
             "duplicates": sum(n - 1 for n in keys.values() if n > 1)}
