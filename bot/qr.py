@@ -51,33 +51,20 @@ def create_ticket(client, scene: str) -> dict:
         "action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": scene}}})
 
 
-def draw_poster(url: str, title: str, subtitle: str, font_path: str | None) -> Image.Image:
-    """A printable poster: the estate's name above its QR code and a short invitation."""
+def draw_poster(url: str, lines: list[str], font_path: str | None) -> Image.Image:
+    """A printable poster: header, title and subtitle above the QR code, two lines below it."""
     poster = Image.new("RGB", POSTER_SIZE, "white")
-    draw = ImageDraw.Draw(poster)
-    draw.rectangle([0, 0, POSTER_SIZE[0], 150], fill=(192, 0, 0))
-
-    def font(size: int):
-        """The CJK font at a size, or Pillow's built-in one."""
-        return ImageFont.truetype(font_path, size) if font_path else ImageFont.load_default(size)
-
-    def centred(y: int, text: str, size: int, fill) -> None:
-        """Draws one line centred horizontally."""
-        f = font(size)
-        width = draw.textlength(text, font=f)
-        draw.text(((POSTER_SIZE[0] - width) / 2, y), text, font=f, fill=fill)
-
-    words = wording() if font_path else {"header": "Red Steward", "invite": "Scan with WeChat", "slogan": ""}
-    centred(40, words["header"], 64, "white")
-    centred(200, title, 56, (40, 40, 40))
-    centred(280, subtitle, 36, (90, 90, 90))
+    pen = ImageDraw.Draw(poster)
+    pen.rectangle([0, 0, POSTER_SIZE[0], 150], fill=(192, 0, 0))
+    layout = [(40, 64, "white"), (200, 52, (40, 40, 40)), (280, 36, (90, 90, 90)),
+              (1020, 40, (192, 0, 0)), (1090, 30, (90, 90, 90))]
+    for (y, size, colour), text in zip(layout, lines):
+        face = ImageFont.truetype(font_path, size) if font_path else ImageFont.load_default(size)
+        pen.text(((POSTER_SIZE[0] - pen.textlength(text, font=face)) / 2, y), text, font=face, fill=colour)
     code = qrcode.QRCode(border=2, box_size=12, error_correction=qrcode.constants.ERROR_CORRECT_M)
     code.add_data(url)
     code.make(fit=True)
-    img = code.make_image(fill_color="black", back_color="white").convert("RGB").resize((620, 620))
-    poster.paste(img, ((POSTER_SIZE[0] - 620) // 2, 360))
-    centred(1020, words["invite"], 36, (40, 40, 40))
-    centred(1080, words["slogan"], 32, (192, 0, 0))
+    poster.paste(code.make_image().convert("RGB").resize((620, 620)), ((POSTER_SIZE[0] - 620) // 2, 370))
     return poster
 
 
@@ -94,7 +81,10 @@ def make_posters(session, client, outdir: Path, font_path: str | None) -> list[P
         title = name if font_path else code
         subtitle = community if font_path else scene
         path = outdir / f"{re.sub(r'[^A-Za-z0-9_-]', '_', code)}.png"
-        draw_poster(ticket["url"], title, subtitle, font_path).save(path, "PNG")
+        words = wording() if font_path else {"header": "Red Steward", "invite": "Scan with WeChat",
+                                              "slogan": ""}
+        lines = [words["header"], title, subtitle, words["invite"], words["slogan"]]
+        draw_poster(ticket["url"], lines, font_path).save(path, "PNG")
         written.append(path)
     return written
 
