@@ -1,4 +1,4 @@
-"""Aggregate queries behind the console's dashboard and assessment, and the indexes they read.
+"""Aggregate queries behind the console's dashboard, assessment and inbox counts, and their indexes.
 
 Each figure is one SQL statement over an index range: the indexes below hold every column the
 queries touch (covering), lead with the column they group or range on, and the queries pivot
@@ -26,6 +26,9 @@ Index("ix_requests_report_community", _r.community_id, _r.created_at, _r.type, *
 # The handlers' assessment.
 Index("ix_requests_report_handler", _r.handler_id, _r.created_at, *_OUTCOME)
 
+# The console inbox's counts per status (and overdue) within a steward's or a liaison's scope.
+Index("ix_requests_inbox_community", _r.community_id, _r.status, _r.deadline_at)
+Index("ix_requests_inbox_handler", _r.handler_id, _r.status, _r.deadline_at)
 # The headline's counts of residents.
 Index("ix_residents_report_verified", Resident.__table__.c.verified_at)
 Index("ix_residents_report_party", Resident.__table__.c.party_member)

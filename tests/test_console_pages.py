@@ -34,8 +34,8 @@ def test_inbox_filters_counts_and_deadline_order(park, sessions):
         late_ref, soon_ref, visit_ref = late.ref, soon.ref, visit.ref
     console = Console(park, "xinghu")
     page = console.get("/console/requests?status=open").get_data(as_text=True)
-    # Soonest deadline first: the overdue one leads, requests without a deadline come last.
-    assert page.index(late_ref) < page.index(soon_ref) < page.index(visit_ref)
+    # Not yet routed first (they wait for the steward), then the soonest deadline: overdue leads.
+    assert page.index(visit_ref) < page.index(late_ref) < page.index(soon_ref)
     assert "超期" in page
     overdue = console.get("/console/requests?overdue=1").get_data(as_text=True)
     assert late_ref in overdue and soon_ref not in overdue and "共 1 件" in overdue

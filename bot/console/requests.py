@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, nulls_last, select
+from sqlalchemy import func, nulls_first, select
 
 from handlers import request_notices, stewarding
 from models import Estate, Organisation, ServiceRequest, file_request, utcnow
@@ -103,20 +103,19 @@ def inbox():
     total = s.scalar(select(func.count(ServiceRequest.id)).where(*where)) or 0
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(max(request.args.get("page", 1, type=int), 1), pages)
+    # Not yet routed (no deadline) first: they wait for the steward; then the soonest deadline.
+    # This order is the deadline index's own, so a page is read from the index, not sorted.
     rows = s.scalars(select(ServiceRequest).where(*where)
-                     .order_by(nulls_last(ServiceRequest.deadline_at.asc()), ServiceRequest.created_at.desc())
+                     .order_by(nulls_first(ServiceRequest.deadline_at.asc()), ServiceRequest.id)
                      .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     communities = scope.communities(s, user)
     estates = s.scalars(select(Estate).where(Estate.community_id.in_([c.id for c in communities]))
                         .order_by(Estate.name)).all()
-    categories = s.scalars(select(ServiceRequest.category).where(scope.requests_condition(user),
-                                                                 ServiceRequest.category.is_not(None))
-                           .distinct().order_by(ServiceRequest.category).limit(200)).all()
     args = {k: v for k, v in chosen.items() if v}
     return render_template("console/inbox.html", rows=rows, counts=counts, total=total, page=page,
                            pages=pages, chosen=chosen, args=args, statuses=STATUSES, types=TYPES,
                            channels=CHANNELS, communities=communities, estates=estates,
-                           handlers=_handlers(s), categories=categories, now=utcnow(),
+                           handlers=_handlers(s), now=utcnow(),
                            open_count=sum(counts.get(st, 0) for st in OPEN_STATUSES))
 
 
