@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 access_log = logging.getLogger("redsteward.access")
 bp = Blueprint("ops", __name__)
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Unlabelled metrics open their file there as they are defined, just below.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 MESSAGES = Counter("redsteward_messages_total", "Messages and events handled, by type and outcome",
                    ["type", "outcome"])
 LATENCY = Histogram("redsteward_reply_seconds", "Time from receiving a webhook call to its reply",
