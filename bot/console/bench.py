@@ -97,6 +97,15 @@ def timed(client, url: str, rounds: int = 3) -> list[tuple[float, float]]:
     return out
 
 
+def _signed_in(app, username: str):
+    """A test client signed in as a sandbox account."""
+    client = app.test_client()
+    page = client.get("/console/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    client.post("/console/login", data={"username": username, "password": "hongguan-demo", "csrf_token": token})
+    return client
+
+
 def main(n: int, reuse: bool = False) -> None:
     """Generates the park (unless reusing the last one) and prints the timings."""
     from bot import create_app
@@ -113,12 +122,15 @@ def main(n: int, reuse: bool = False) -> None:
         generate(app, n)
         print(f"generated {n:,} requests and {n // 2:,} residents in {time.perf_counter() - t0:.0f} s "
               f"({engine.dialect.name})")
-    client = app.test_client()
-    page = client.get("/console/login").get_data(as_text=True)
-    token = page.split('name="csrf_token" value="')[1].split('"')[0]
-    client.post("/console/login", data={"username": "orgdept", "password": "hongguan-demo", "csrf_token": token})
+    steward = _signed_in(app, "xinghu")
+    for name, path in (("inbox, steward", "/console/requests"),
+                       ("inbox, steward, overdue page 3", "/console/requests?overdue=1&page=3")):
+        times = timed(steward, path)
+        print(f"{name:30s} " + "  ".join(f"{wall:.2f} s ({cpu:.2f} s CPU)" for wall, cpu in times))
+    client = _signed_in(app, "orgdept")
     year = datetime.now().year - 1
-    for name, path in (("dashboard (last 12 months)", "/console/dashboard"),
+    for name, path in (("inbox, whole park", "/console/requests"),
+                       ("dashboard (last 12 months)", "/console/dashboard"),
                        (f"assessment ({year})", f"/console/assessment?from={year}-01-01&to={year}-12-31"),
                        (f"assessment export ({year})", f"/console/assessment.xlsx?from={year}-01-01&to={year}-12-31")):
         times = timed(client, path)
