@@ -31,6 +31,7 @@ class Relay:
     """A loopback TCP relay to the database that can be cut (every connection reset) and restored."""
 
     def __init__(self, host: str, port: int):
+        """Listens on a free loopback port and relays to host:port."""
         self.target = (host, port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]

@@ -35,6 +35,7 @@ class HttpClient:
     """Flask-test-client-shaped calls sent over real HTTP, for WeChatSim."""
 
     def __init__(self, base: str):
+        """Keeps one HTTP session to the server at `base`."""
         self.base = base
         self.http = requests.Session()
 
@@ -48,6 +49,7 @@ class _Answer:
     """The bits of a Flask test response WeChatSim reads."""
 
     def __init__(self, resp):
+        """Keeps the status and the body."""
         self.status_code = resp.status_code
         self._text = resp.content.decode()
 
@@ -60,6 +62,7 @@ class Gunicorn:
     """gunicorn -w 2 serving wsgi:app with the test's settings."""
 
     def __init__(self, db_url: str, port: int, tmp: Path):
+        """Starts gunicorn on `port` against `db_url` and waits for both workers."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("REDSTEWARD_")}
         env.update(REDSTEWARD_DATABASE_URL=db_url, REDSTEWARD_APP_PUBLIC_URL=f"http://127.0.0.1:{port}",
                    REDSTEWARD_APP_MEDIA_DIR=str(tmp / "media"), REDSTEWARD_REDIS_URL="")
@@ -105,6 +108,7 @@ class Hold:
     """Holds the write path of the database so an incoming request stops mid-way."""
 
     def __init__(self, db_url: str, openid: str):
+        """Takes the lock: SQLite's write lock, or the resident's conversation row."""
         u = make_url(db_url)
         self.sqlite = u.get_backend_name() == "sqlite"
         if self.sqlite:

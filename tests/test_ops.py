@@ -146,7 +146,7 @@ def test_metrics_count_a_completed_flow(ops_app, demo):
     assert wx.text("oOpsC", "1").startswith("实名认证完成")
     after = scrape(client)
     key = 'redsteward_flows_total{ending="completed",flow="verification"}'
-    assert value(after, key) - value(before, key) == 1, reply
+    assert value(after, key) - value(before, key) == 1
 
 
 def test_metrics_read_outbox_failures_and_overdue_requests_from_the_database(ops_app, sessions):
