@@ -152,10 +152,17 @@ def record_offline(session: Session, services: Services, steward: Steward, chann
     return req
 
 
-def failed_messages(session: Session, limit: int = 20) -> list[OutboxMessage]:
-    """Messages the outbox gave up on, newest first, for stewards to follow up by phone."""
-    return list(session.scalars(select(OutboxMessage).where(OutboxMessage.status == "failed")
-                                .order_by(OutboxMessage.id.desc()).limit(limit)))
+def failed_messages(session: Session, limit: int = 20, community_id: int | None = None) -> list[OutboxMessage]:
+    """Messages the outbox gave up on, newest first; with a community, only about its requests."""
+    rows = session.scalars(select(OutboxMessage).where(OutboxMessage.status == "failed")
+                           .order_by(OutboxMessage.id.desc()).limit(limit if community_id is None else 500))
+    if community_id is None:
+        return list(rows)
+    rows = list(rows)
+    refs = {(m.payload or {}).get("ref") for m in rows} - {None}
+    ours = set(session.scalars(select(ServiceRequest.ref).where(ServiceRequest.ref.in_(refs),
+                                                                ServiceRequest.community_id == community_id)))
+    return [m for m in rows if (m.payload or {}).get("ref") in ours][:limit]
 
 
 def todo(session: Session, staff: Staff) -> list[ServiceRequest]:
@@ -317,7 +324,10 @@ def cmd_record(ctx: Context, staff: Staff, rest: str) -> str:
 
 def cmd_failed(ctx: Context, staff: Staff, rest: str) -> str:
     """发送失败: messages that could not be delivered."""
-    return say("steward_failed", items=failed_messages(ctx.session, 10))
+    community = staff.community_id if staff.kind == "steward" else None
+    if community is None:
+        return say("steward_not_allowed", ref="")
+    return say("steward_failed", items=failed_messages(ctx.session, 10, community))
 
 
 def cmd_summary(ctx: Context, staff: Staff, rest: str) -> str:

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import orgimport, outbox
+from bot import outbox
 from models import OutboxMessage, enqueue, utcnow
 
+from .park import park_with_request
 from .wechat import WeChatSim
 from .wechat_standin import run_outbox, standin  # noqa: F401  (fixture)
 
@@ -27,12 +28,12 @@ def app(make_app, standin):
                     scheduler={"outbox_rate_per_second": 0, "outbox_max_attempts": 3})
 
 
-def queue(app, key="tpl:1", openid="o_res") -> int:
+def queue(app, key="tpl:1", openid="o_res", ref="12345678") -> int:
     """Queues one template message as a transition would; returns its id."""
     with app.extensions["redsteward.sessions"]() as s:
-        msg = enqueue(s, "template", openid, {"template_id": "TPL", "url": "http://x/m/requests/12345678",
-                                              "data": {"character_string1": {"value": "12345678"}},
-                                              "ref": "12345678"}, key)
+        msg = enqueue(s, "template", openid, {"template_id": "TPL", "url": f"http://x/m/requests/{ref}",
+                                              "data": {"character_string1": {"value": ref}},
+                                              "ref": ref}, key)
         s.commit()
         return msg.id
 
@@ -67,16 +68,17 @@ def test_daily_quota_defers_an_hour_without_spending_attempts(app, standin):
 
 
 def test_unsubscribed_resident_is_given_up_and_stewards_see_it(app, standin):
-    with app.extensions["redsteward.sessions"]() as s:
-        orgimport.import_file(s, orgimport.EXAMPLE_PATH)
-    msg_id = queue(app, openid="o_gone")
+    ref = park_with_request(app.extensions["redsteward.sessions"], "o_gone", "楼下噪音扰民到深夜")
+    msg_id = queue(app, openid="o_gone", ref=ref)
     standin.fail_next(43004)
     assert run_outbox(app)["failed"] == 1
     stored = row(app, msg_id)
     assert stored.status == "failed" and "43004" in stored.last_error and stored.attempts == 1
     assert run_outbox(app, timedelta(days=1)) == {"sent": 0, "retry": 0, "failed": 0, "deferred": 0}
-    reply = WeChatSim(app, app.test_client()).text("sandbox_steward_xinghu", "发送失败")
-    assert "12345678" in reply and "43004" in reply
+    chat = WeChatSim(app, app.test_client()).text
+    reply = chat("sandbox_steward_xinghu", "发送失败")
+    assert ref in reply and "43004" in reply
+    assert ref not in chat("sandbox_steward_hanlin", "发送失败")  # another community's resident
 
 
 @pytest.mark.parametrize("fault", ["http500", -1, "hang"])
