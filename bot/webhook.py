@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 import struct
 import logging
 import time
@@ -24,6 +25,9 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("webhook", __name__)
 
 PARSE_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, ExpatError)
+# Openids and account ids are WeChat's own short ASCII; anything else (a repeated tag parses as a
+# list, "]]>" would break the reply's CDATA) is not a message WeChat sent.
+ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def sign(*parts: str) -> str:
@@ -78,8 +82,11 @@ def wechat():
             abort(400)
     try:
         msg = parse_message(xml)
-        if msg is None or not getattr(msg, "source", None):
+        if msg is None or not _account_id(getattr(msg, "source", None)):
             raise ValueError("no FromUserName")
+        if msg.target is not None and not _account_id(msg.target):
+            raise ValueError("bad ToUserName")
+        int(msg.time), int(msg.id)  # wechatpy converts on first access: a bad number fails here
     except (*PARSE_ERRORS, UnicodeDecodeError) as exc:
         logger.warning("rejected: unparsable message (%s)", type(exc).__name__)
         abort(400)
@@ -89,6 +96,11 @@ def wechat():
         logger.exception("database unavailable; WeChat will retry")
         abort(503)
     return _render(reply, msg, crypto if encrypted else None)
+
+
+def _account_id(value) -> bool:
+    """True for an openid or account id as WeChat writes them."""
+    return isinstance(value, str) and ACCOUNT_ID.fullmatch(value) is not None
 
 
 def _fresh(timestamp: str, window: int) -> bool:
