@@ -91,6 +91,15 @@ def test_reminder_a_working_day_before_then_at_the_deadline_then_escalation(park
     assert messages(sessions)[4:] == [("sandbox_liaison_hx_swc", "诉求超期未答复，已升级由您办理"),
                                       ("sandbox_steward_xinghu", "诉求超期未答复，已升级由您办理")]
     assert scan(park, sh(2026, 11, 27, 16, 0)) == {"reminded": 0, "escalated": 0, "at_top": 0}
+    # The escalation's links open the page for the new handler's liaison and the steward.
+    with sessions() as s:
+        links = [m.payload["url"] for m in s.scalars(select(OutboxMessage)
+                                                      .where(OutboxMessage.kind == "template"))][4:]
+        ref = s.get(ServiceRequest, req_id).ref
+    client = park.test_client()
+    for url in links:
+        page = client.get("/" + url.split("://", 1)[1].split("/", 1)[1])
+        assert page.status_code == 200 and ref in page.get_data(as_text=True)
 
 
 def test_an_answered_request_is_neither_reminded_nor_escalated(park, sessions):
@@ -144,7 +153,11 @@ def test_a_liaison_without_wechat_is_reminded_by_email(park, sessions):
         mails = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "email")).all()
     assert [(m.recipient, m.payload["subject"]) for m in mails] == [
         ("chen.zq@park.local", f"【红色管家】诉求已到办理期限，请尽快答复（编号 {ref}）")]
-    assert "园区规划建设委员会" in mails[0].payload["body"] and "/m/requests/" in mails[0].payload["body"]
+    body = mails[0].payload["body"]
+    assert "园区规划建设委员会" in body and "/m/requests/" in body
+    path = "/m/requests/" + body.split("/m/requests/", 1)[1].split()[0]
+    page = park.test_client().get(path)
+    assert page.status_code == 200 and ref in page.get_data(as_text=True)
 
 
 def test_restart_mid_week_sends_nothing_twice(park, sessions, make_app):

@@ -126,9 +126,10 @@ def _tell(session: Session, settings: dict, req: ServiceRequest, wording: str, k
     """Queues the message `wording` about a request to each liaison and steward who answers for it."""
     fields = {"character_string1": req.ref, "thing2": say(wording, req=req),
               "time3": notify.local(req.deadline_at), "thing4": req.handler.name if req.handler else ""}
-    url = notify.request_url(settings, req)
     for role, person_id, openid, address in notify.people_for(session, req):
         person_key = f"{key}:{role}:{person_id}"
+        # Each reader gets a link signed for them; an e-mail-only liaison reads as their organisation.
+        url = notify.request_url(settings, req, openid or (req.handler.code if req.handler else ""))
         if openid:
             notify.template(session, settings, openid, "reminder", fields, url, person_key)
         elif address:

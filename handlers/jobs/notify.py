@@ -10,6 +10,7 @@ from models import Liaison, ServiceRequest, Steward, enqueue
 from models.deadlines import PARK_TZ
 
 from ..context import _field
+from ..request_links import page_token
 
 
 def template(session: Session, settings: dict, openid: str, purpose: str, fields: dict[str, str],
@@ -27,9 +28,10 @@ def email(session: Session, to: list[str], subject: str, body: str, key: str, ht
                                              "html": html, "attachments": attachments or []}, key)
 
 
-def request_url(settings: dict, req: ServiceRequest) -> str:
-    """The page a liaison or steward opens from a message about a request."""
-    return f"{settings['app']['public_url'].rstrip('/')}/m/requests/{req.ref}"
+def request_url(settings: dict, req: ServiceRequest, viewer: str) -> str:
+    """The signed page link for one reader: the resident ('r'), a staff openid or an organisation code."""
+    token = page_token(settings["app"]["secret_key"], req.ref, viewer)
+    return f"{settings['app']['public_url'].rstrip('/')}/m/requests/{req.ref}?t={token}"
 
 
 def local(when: datetime | None) -> str:

@@ -11,6 +11,7 @@ from models.deadlines import PARK_TZ
 from models.schedule import claim_notice, claim_period
 from models.timeline import SYSTEM
 
+from ..request_links import RESIDENT
 from ..texts import say
 from . import notify
 from .deadlines import WAITING
@@ -108,5 +109,5 @@ def _follow_up_one(session: Session, settings: dict, req_id: int, stage: int, no
         notify.template(session, settings, req.resident.openid, "request_update",
                         {"character_string1": req.ref, "thing2": say("reminder_rating", stage=stage),
                          "time3": notify.local(req.resolved_at)},
-                        notify.request_url(settings, req), f"follow_up:{req.id}:{stage}:{req.resolved_at:%Y%m%d%H%M}")
+                        notify.request_url(settings, req, RESIDENT), f"follow_up:{req.id}:{stage}:{req.resolved_at:%Y%m%d%H%M}")
     return 1
