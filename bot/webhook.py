@@ -25,9 +25,9 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("webhook", __name__)
 
 PARSE_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, ExpatError)
-# Openids and account ids are WeChat's own short ASCII; anything else (a repeated tag parses as a
-# list, "]]>" would break the reply's CDATA) is not a message WeChat sent.
-ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Openids and account ids: one short word (WeChat's are ASCII; the simulator lets a person type any
+# name). A repeated tag parses as a list, "]]>" would break the reply's CDATA, and the column holds 64.
+ACCOUNT_ID = re.compile(r"[^\s<>&\[\]\"']{1,64}")
 
 
 def sign(*parts: str) -> str:
@@ -86,7 +86,8 @@ def wechat():
             raise ValueError("no FromUserName")
         if msg.target is not None and not _account_id(msg.target):
             raise ValueError("bad ToUserName")
-        int(msg.time), int(msg.id)  # wechatpy converts on first access: a bad number fails here
+        # wechatpy converts fields on first access: a bad number fails here, not in the dispatcher.
+        int(msg.time), int(getattr(msg, "id", None) or 0)
     except (*PARSE_ERRORS, UnicodeDecodeError) as exc:
         logger.warning("rejected: unparsable message (%s)", type(exc).__name__)
         abort(400)

@@ -34,8 +34,8 @@ TRICKY = st.sampled_from(["]]>", "<![CDATA[", "&amp;", "&", "<", ">", "\"", "'",
 LEGAL_TEXT = st.lists(st.one_of(TRICKY, st.text(XML_CHARS, max_size=40)), max_size=8).map("".join)
 LONG_TEXT = st.integers(1000, 20_000).map(lambda n: "长" * n)
 ANY_TEXT = st.one_of(LEGAL_TEXT, LONG_TEXT, st.text(max_size=200))  # the last may hold control chars
-# Openids and account ids in WeChat's own alphabet; what else could reach here is in ANY_TEXT below.
-OPENID = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=40)
+# Openids as WeChat writes them, and names a person types in the simulator; others are in xmlish().
+OPENID = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-张三😀", min_size=1, max_size=64)
 MSG_TYPES = st.sampled_from(["text", "image", "voice", "video", "shortvideo", "location", "link", "event",
                              "file", "miniprogrampage", "", "TEXT", "未知"])
 EVENTS = st.sampled_from(["subscribe", "unsubscribe", "SCAN", "CLICK", "VIEW", "LOCATION",
