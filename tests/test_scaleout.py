@@ -28,10 +28,13 @@ from .wechat_standin import SMTPServer, WeChatStandIn, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_SERVER = os.environ.get("REDSTEWARD_SCALEOUT_PG", "postgresql://postgres@127.0.0.1:5432")
-DB_NAME = "rs_scaleout"
+# Per run, so two suites running at once on one server never share (or drop) each other's data.
+RUN = f"{os.getpid()}"
+DB_NAME = f"rs_scaleout_{RUN}"
 DB_URL = f"postgresql+psycopg://{PG_SERVER.split('://', 1)[1]}/{DB_NAME}"
 REDIS_URL = os.environ.get("REDSTEWARD_SCALEOUT_REDIS", "redis://127.0.0.1:6379/14")
 TOKEN = "scaleouttoken"
+APPID = f"wxscaleout{RUN}"  # names this run's shared token in Redis
 RESIDENTS = 150
 TAKEOVER_SECONDS = 2
 DELIVERY_TIMEOUT = 5.0  # WeChat waits 5 s for an answer, then retries
@@ -50,11 +53,16 @@ def steps(n: int) -> list[tuple[str, str, str]]:
             ("text", "1", "编号")]
 
 
-def _fresh_database() -> None:
-    """Drops and recreates the scale-out database (a missing server fails the test)."""
+def _server(sql: str) -> None:
+    """One statement on the PostgreSQL server (a missing server fails the test)."""
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+        conn.execute(sql)
+
+
+def _fresh_database() -> None:
+    """Creates this run's empty database and empties the Redis db."""
+    _server(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    _server(f"CREATE DATABASE {DB_NAME}")
     redis.Redis.from_url(REDIS_URL, socket_timeout=2).flushdb()
 
 
@@ -192,7 +200,7 @@ class WeChat:
 
     def resident(self, n: int) -> None:
         """One resident's whole conversation; stops at the first unanswered message."""
-        openid = f"o_scale_{n:04d}"
+        openid = f"o_scale_{RUN}_{n:04d}"
         for kind, value, expected in steps(n):
             reply = self.message(n, openid, kind, value)
             if reply is None:
@@ -221,7 +229,7 @@ def test_two_instances_two_schedulers_survive_sigkill_under_load(tmp_path):
             f'[app]\npublic_url = "http://127.0.0.1:{ports[0]}"\nmedia_dir = "{tmp_path / "media"}"\n'
             f'[database]\nurl = "{DB_URL}"\n'
             f'[redis]\nurl = "{REDIS_URL}"\n'
-            f'[wechat]\ntoken = "{TOKEN}"\napi_base_url = "{api.url}"\n'
+            f'[wechat]\nsandbox = true\nappid = "{APPID}"\ntoken = "{TOKEN}"\napi_base_url = "{api.url}"\n'
             f'[mail]\nport = {smtp.port}\n'
             f'[scheduler]\noutbox_interval_seconds = 1\ntakeover_seconds = {TAKEOVER_SECONDS}\n'
             f'lock_file = "{tmp_path / "scheduler.lock"}"\n')
@@ -229,8 +237,6 @@ def test_two_instances_two_schedulers_survive_sigkill_under_load(tmp_path):
         # The schema from the models, as every test builds it: migrations/ is regenerated from
         # them before a release and may lag behind between regenerations.
         _create_tables()
-        _flask("demo", "load", env=env)
-
         for n, port in enumerate(ports):
             procs.append(Proc([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
                                "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"], env,
@@ -238,6 +244,7 @@ def test_two_instances_two_schedulers_survive_sigkill_under_load(tmp_path):
         schedulers = [Proc([sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", "run"], env,
                            tmp_path / f"sched{n}.log") for n in range(2)]
         procs += schedulers
+        _flask("demo", "load", env=env)  # while the processes start; the load waits for both
         assert _wait(lambda: all(_healthy(p) for p in ports), 30), [p.output() for p in procs]
         assert _wait(lambda: any(": leading" in s.output() for s in schedulers), 30), \
             [s.output() for s in schedulers]
@@ -295,6 +302,7 @@ def test_two_instances_two_schedulers_survive_sigkill_under_load(tmp_path):
             p.stop()
         smtp.stop()
         api.stop()
+        _server(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
 
     calls = Counter(a.get("client_msg_id") for a in api.attempts if a["path"] == "message/template/send")
     delivered = Counter(d.get("client_msg_id") for d in api.delivered if d["path"] == "message/template/send")
@@ -311,7 +319,7 @@ def test_two_instances_two_schedulers_survive_sigkill_under_load(tmp_path):
     assert not wechat.unanswered, wechat.unanswered[:5]
     assert not wechat.wrong, wechat.wrong[:5]
     assert wechat.sent == RESIDENTS * len(steps(0))
-    assert per_resident == {f"o_scale_{n:04d}": 1 for n in range(RESIDENTS)}
+    assert per_resident == {f"o_scale_{RUN}_{n:04d}": 1 for n in range(RESIDENTS)}
     assert took_over and took_over[0] <= TAKEOVER_SECONDS + 1, (figures, standby.output())
     assert len(digests) == 1, ([m["Subject"] for m in smtp.box.messages], digest_out)
     assert None not in calls and set(calls) == set(delivered) and max(delivered.values()) == 1
