@@ -9,6 +9,7 @@ The same operations serve the mobile page (`perform`) and the console (`record_o
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from models import Estate, Liaison, Organisation, OutboxMessage, ServiceRequest, Steward, file_request, routing
 from models import workflow as wf
 from models.request import OPEN_STATUSES, TYPES
+from models.deadlines import days_for_kind
 from models.media import voice_of_request
 from models.timeline import timeline_of
 
@@ -100,12 +102,14 @@ def perform(session: Session, services: Services, staff: Staff, req: ServiceRequ
         if action == "classify":
             wf.classify(session, req, actor, args["type"], args["category"], now)
             hint = routing.suggest(session, _rules(), req)
+            hint = replace(hint, deadline_days=hint.deadline_days or days_for_kind(services.settings, req.kind))
             triage.follow(session, services, staff, req, action, now, args)
             return say("steward_classified", req=req, suggestion=hint)
         if action in ("route", "transfer"):
             handler, days = args["handler"], args.get("deadline_days")
             if days is None:
-                days = _rules().deadline_for(req.type, req.category)
+                # The routing file's days for the category or type, else the configured days per kind.
+                days = _rules().deadline_for(req.type, req.category) or days_for_kind(services.settings, req.kind)
             if action == "route":
                 wf.route(session, req, actor, handler, days, now, args.get("note"))
             else:

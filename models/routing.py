@@ -31,7 +31,7 @@ class Suggestion:
     """A handler for a request and the deadline in working days."""
 
     handler: Organisation | None
-    deadline_days: int
+    deadline_days: int | None  # None: the configured days per kind apply
     rule: int | None
 
 
@@ -42,14 +42,18 @@ class Rules:
     rules: tuple[dict, ...]
     deadlines: dict
 
-    def deadline_for(self, type_: str | None, category: str | None) -> int:
-        """Working days for a type and category: category exception, type default, or default."""
+    def deadline_for(self, type_: str | None, category: str | None) -> int | None:
+        """Working days the file sets for a type and category (category, type default, file default).
+
+        None means the file is silent, and the configured days per kind (求助/咨询/建议) apply.
+        """
         per_type = self.deadlines.get(type_ or "", {})
         if category and category in per_type:
             return int(per_type[category])
         if "default" in per_type:
             return int(per_type["default"])
-        return int(self.deadlines.get("default", 5))
+        default = self.deadlines.get("default")
+        return int(default) if default is not None else None
 
 
 def parse(data: dict, source: str = "routing.yaml") -> Rules:

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from sqlalchemy import select
 
 from models import routing
 from models.deadlines import add_working_days
@@ -54,8 +55,29 @@ def test_naive_times_are_refused():
 def test_shipped_routing_file_is_valid_and_has_deadlines():
     rules = routing.load()
     assert rules.deadline_for("government", "政策咨询") == 3
-    assert rules.deadline_for("government", "其他") == 5
-    assert rules.deadline_for(None, None) == 5
+    assert rules.deadline_for("market_service", "物业服务") == 3
+    # Silent for the rest: the configured days per kind (求助 3, 咨询 1, 建议 7) apply.
+    assert rules.deadline_for("government", "其他") is None
+    assert rules.deadline_for(None, None) is None
+    assert routing.parse({"rules": [], "deadlines": {"default": 4}}).deadline_for("government", "其他") == 4
+
+
+def test_routing_without_days_uses_the_configured_days_per_kind(demo, wx, sessions):
+    """A 建议 routed with no days named gets the config's 7 working days, a 咨询 1."""
+    from models import Organisation, ServiceRequest, file_request
+    with sessions() as s:
+        community = s.scalar(select(Organisation).where(Organisation.code == "xinghu"))
+        refs = {}
+        for kind in ("suggestion", "inquiry"):
+            req = file_request(s, kind=kind, description="小区东门希望增设快递柜", community_id=community.id)
+            refs[kind] = req.ref
+        s.commit()
+    for kind, ref in refs.items():
+        wx.text("sandbox_steward_xinghu", f"分类 {ref} 民主自治类 其他")
+        wx.text("sandbox_steward_xinghu", f"派 {ref} 星湖社区居委会")
+    with sessions() as s:
+        days = {r.kind: r.deadline_days for r in s.scalars(select(ServiceRequest))}
+    assert days == {"suggestion": 7, "inquiry": 1}
 
 
 @pytest.mark.parametrize("data,message", [
