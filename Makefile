@@ -35,8 +35,11 @@ clean:
 	rm -rf $(VENV) instance .pytest_cache
 
 # Regenerate the schema migration after a model change (pre-release: one initial revision).
+# 0002 (PostgreSQL full-text indexes, written by hand) is set aside while 0001 is regenerated.
 migration: install
 	rm -f migrations/versions/0001_initial_schema.py instance/migration-gen.sqlite3
+	mkdir -p instance && mv migrations/versions/0002_fulltext_indexes.py instance/
 	$(BIN)/python -c "from bot.cli import alembic_config; from alembic import command; \
 	command.revision(alembic_config('sqlite:///instance/migration-gen.sqlite3'), message='initial schema', autogenerate=True, rev_id='0001')"
 	rm -f instance/migration-gen.sqlite3*
+	mv instance/0002_fulltext_indexes.py migrations/versions/

@@ -19,11 +19,14 @@ def run_offline() -> None:
 def run_online() -> None:
     """Runs migrations on a live connection (batch mode so SQLite can alter tables)."""
     engine = make_engine(config.get_main_option("sqlalchemy.url"))
-    with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True,
-                          compare_type=True)
-        with context.begin_transaction():
-            context.run_migrations()
+    try:
+        with engine.connect() as conn:
+            context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True,
+                              compare_type=True)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()  # a CLI run or test leaves no connection open behind it
 
 
 if context.is_offline_mode():

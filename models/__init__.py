@@ -4,8 +4,8 @@ from .base import Base, make_engine, make_session_factory, utcnow
 from .content import Announcement, HandbookEntry
 from .conversation import Conversation
 from .consent import ConsentRecord, RetentionMark, RightsRequest
-from .media import MediaFile
 from .form import FormSubmission
+from .media import MediaFile
 from .organisation import Estate, Liaison, Organisation, Steward
 from .outbox import OutboxMessage, enqueue
 from .points import PointsEntry, Redemption, Reward
@@ -17,6 +17,7 @@ from .volunteer import ServiceRecord, Volunteer
 from .activity import Activity, Signup
 from .club import Club, ClubMember
 from .apikey import ApiKey, ApiKeyUsage
+from .duplicate import DuplicateLink
 from .open311 import Open311Submission
 from .wechat import AccessToken, ProcessedMessage, SandboxCall
 from .user import ConsoleUser, LoginFailure
@@ -29,8 +30,8 @@ __all__ = [
     "Announcement", "HandbookEntry", "FormSubmission",
     "Conversation", "Estate", "Organisation", "OutboxMessage", "enqueue",
     "Liaison", "TimelineEntry", "ConsoleUser", "LoginFailure", "AuditEntry", "Resource",
-    "ConsentRecord", "RightsRequest", "RetentionMark", "MediaFile",
     "PointsEntry", "Redemption", "Reward", "ServiceRecord", "Volunteer", "Activity", "Signup",
     "Club", "ClubMember",
+    "ConsentRecord", "RightsRequest", "RetentionMark", "MediaFile",
     "Resident", "ServiceRequest", "Steward", "file_request", "AccessToken", "ProcessedMessage", "SandboxCall",
 ]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 12:59:35.640060
+Create Date: 2026-11-26 14:49:26.604486
 """
 from alembic import op
 import sqlalchemy as sa
@@ -23,6 +23,36 @@ def upgrade() -> None:
     sa.Column('token', sa.Text(), nullable=False),
     sa.Column('expires_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('appid')
+    )
+    op.create_table('console_login_failures',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('key', sa.String(length=128), nullable=False),
+    sa.Column('at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('console_login_failures', schema=None) as batch_op:
+        batch_op.create_index('ix_login_failures_key_at', ['key', 'at'], unique=False)
+
+    op.create_table('handbook_entries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=8), nullable=False),
+    sa.Column('category', sa.String(length=64), nullable=False),
+    sa.Column('question', sa.String(length=200), nullable=False),
+    sa.Column('answer', sa.Text(), nullable=False),
+    sa.Column('updated_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('search_text', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('key')
+    )
+    op.create_table('job_runs',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('job', sa.String(length=64), nullable=False),
+    sa.Column('period', sa.String(length=64), nullable=False),
+    sa.Column('result', sa.JSON(), nullable=True),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('job', 'period')
     )
     op.create_table('organisations',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -66,6 +96,23 @@ def upgrade() -> None:
     with op.batch_alter_table('processed_messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_processed_messages_created_at'), ['created_at'], unique=False)
 
+    op.create_table('retention_marks',
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('reached', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
+    op.create_table('rewards',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=60), nullable=False),
+    sa.Column('description', sa.Text(), nullable=True),
+    sa.Column('points_cost', sa.Integer(), nullable=False),
+    sa.Column('stock', sa.Integer(), nullable=False),
+    sa.Column('merchant', sa.String(length=60), nullable=True),
+    sa.Column('merchant_openid', sa.String(length=64), nullable=True),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('sandbox_calls',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('endpoint', sa.String(length=128), nullable=False),
@@ -77,18 +124,126 @@ def upgrade() -> None:
     with op.batch_alter_table('sandbox_calls', schema=None) as batch_op:
         batch_op.create_index('ix_sandbox_calls_openid', ['openid', 'id'], unique=False)
 
+    op.create_table('announcements',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('channel', sa.String(length=16), nullable=False),
+    sa.Column('title', sa.String(length=64), nullable=False),
+    sa.Column('summary', sa.String(length=200), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('url', sa.String(length=1024), nullable=False),
+    sa.Column('image_url', sa.String(length=1024), nullable=False),
+    sa.Column('community_id', sa.Integer(), nullable=True),
+    sa.Column('published_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('search_text', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['community_id'], ['organisations.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('key')
+    )
+    with op.batch_alter_table('announcements', schema=None) as batch_op:
+        batch_op.create_index('ix_announcements_channel_published', ['channel', 'published_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_announcements_community_id'), ['community_id'], unique=False)
+
+    op.create_table('api_keys',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('prefix', sa.String(length=16), nullable=False),
+    sa.Column('key_hash', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=128), nullable=False),
+    sa.Column('scope_id', sa.Integer(), nullable=False),
+    sa.Column('rate_limit', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['scope_id'], ['organisations.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('prefix')
+    )
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_api_keys_scope_id'), ['scope_id'], unique=False)
+
+    op.create_table('clubs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=60), nullable=False),
+    sa.Column('description', sa.Text(), nullable=True),
+    sa.Column('community_id', sa.Integer(), nullable=True),
+    sa.Column('organiser_openid', sa.String(length=64), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['community_id'], ['organisations.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('clubs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_clubs_community_id'), ['community_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_clubs_organiser_openid'), ['organiser_openid'], unique=False)
+
+    op.create_table('console_users',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('username', sa.String(length=64), nullable=False),
+    sa.Column('password_hash', sa.String(length=256), nullable=False),
+    sa.Column('role', sa.String(length=32), nullable=False),
+    sa.Column('org_id', sa.Integer(), nullable=True),
+    sa.Column('display_name', sa.String(length=64), nullable=True),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_login_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['org_id'], ['organisations.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('username')
+    )
+    with op.batch_alter_table('console_users', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_console_users_org_id'), ['org_id'], unique=False)
+
     op.create_table('estates',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=128), nullable=False),
     sa.Column('community_id', sa.Integer(), nullable=False),
+    sa.Column('party_organisation_id', sa.Integer(), nullable=True),
+    sa.Column('owners_committee_id', sa.Integer(), nullable=True),
+    sa.Column('property_company_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['community_id'], ['organisations.id'], ),
+    sa.ForeignKeyConstraint(['owners_committee_id'], ['organisations.id'], ),
+    sa.ForeignKeyConstraint(['party_organisation_id'], ['organisations.id'], ),
+    sa.ForeignKeyConstraint(['property_company_id'], ['organisations.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('code'),
     sa.UniqueConstraint('community_id', 'name')
     )
     with op.batch_alter_table('estates', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_estates_community_id'), ['community_id'], unique=False)
+
+    op.create_table('liaisons',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('organisation_id', sa.Integer(), nullable=False),
+    sa.Column('openid', sa.String(length=64), nullable=True),
+    sa.Column('name', models.pii.EncryptedText(), nullable=False),
+    sa.Column('email', sa.String(length=254), nullable=True),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('openid')
+    )
+    with op.batch_alter_table('liaisons', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_liaisons_organisation_id'), ['organisation_id'], unique=False)
+
+    op.create_table('resources',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('directory', sa.String(length=16), nullable=False),
+    sa.Column('name', sa.String(length=128), nullable=False),
+    sa.Column('category', sa.String(length=64), nullable=False),
+    sa.Column('provider', sa.String(length=128), nullable=False),
+    sa.Column('phone', sa.String(length=32), nullable=False),
+    sa.Column('address', sa.String(length=200), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('community_id', sa.Integer(), nullable=True),
+    sa.Column('updated_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('search_text', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['community_id'], ['organisations.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('resources', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_resources_community_id'), ['community_id'], unique=False)
+        batch_op.create_index('ix_resources_directory_name', ['directory', 'name'], unique=False)
 
     op.create_table('stewards',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -102,6 +257,56 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('stewards', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_stewards_community_id'), ['community_id'], unique=False)
+
+    op.create_table('activities',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('title', sa.String(length=60), nullable=False),
+    sa.Column('place', sa.String(length=100), nullable=False),
+    sa.Column('starts_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ends_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('capacity', sa.Integer(), nullable=False),
+    sa.Column('points_per_hour', sa.Integer(), nullable=False),
+    sa.Column('max_minutes', sa.Integer(), nullable=False),
+    sa.Column('community_id', sa.Integer(), nullable=True),
+    sa.Column('volunteers_only', sa.Boolean(), nullable=False),
+    sa.Column('early_access_points', sa.Integer(), nullable=True),
+    sa.Column('opens_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['community_id'], ['organisations.id'], ),
+    sa.ForeignKeyConstraint(['created_by_id'], ['stewards.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('activities', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_activities_community_id'), ['community_id'], unique=False)
+        batch_op.create_index('ix_activities_status_starts', ['status', 'starts_at'], unique=False)
+
+    op.create_table('api_key_usage',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('api_key_id', sa.Integer(), nullable=False),
+    sa.Column('window_start', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('calls', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['api_key_id'], ['api_keys.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('api_key_id', 'window_start')
+    )
+    op.create_table('audit_log',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=True),
+    sa.Column('username', sa.String(length=64), nullable=False),
+    sa.Column('action', sa.String(length=32), nullable=False),
+    sa.Column('target', sa.String(length=128), nullable=True),
+    sa.Column('detail', sa.JSON(), nullable=True),
+    sa.Column('ip', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['console_users.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.create_index('ix_audit_action_at', ['action', 'at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_log_user_id'), ['user_id'], unique=False)
 
     op.create_table('residents',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -122,6 +327,61 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('residents', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_residents_estate_id'), ['estate_id'], unique=False)
+        batch_op.create_index('ix_residents_report_party', ['party_member'], unique=False)
+        batch_op.create_index('ix_residents_report_verified', ['verified_at'], unique=False)
+
+    op.create_table('activity_signups',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('activity_id', sa.Integer(), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('queued_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('promoted_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('cancelled_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('checked_in_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('checked_out_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('marked_by_id', sa.Integer(), nullable=True),
+    sa.Column('minutes', sa.Integer(), nullable=True),
+    sa.Column('points', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['activity_id'], ['activities.id'], ),
+    sa.ForeignKeyConstraint(['marked_by_id'], ['stewards.id'], ),
+    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('activity_id', 'resident_id')
+    )
+    with op.batch_alter_table('activity_signups', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_activity_signups_resident_id'), ['resident_id'], unique=False)
+        batch_op.create_index('ix_signups_activity_status', ['activity_id', 'status', 'queued_at'], unique=False)
+
+    op.create_table('club_members',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('club_id', sa.Integer(), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('requested_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['club_id'], ['clubs.id'], ),
+    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('club_id', 'resident_id')
+    )
+    with op.batch_alter_table('club_members', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_club_members_club_id'), ['club_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_club_members_resident_id'), ['resident_id'], unique=False)
+
+    op.create_table('consent_records',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('notice_version', sa.String(length=32), nullable=False),
+    sa.Column('purpose', sa.String(length=64), nullable=True),
+    sa.Column('shown_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('agreed_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('declined_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('consent_records', schema=None) as batch_op:
+        batch_op.create_index('ix_consent_resident', ['resident_id', 'id'], unique=False)
 
     op.create_table('conversations',
     sa.Column('resident_id', sa.Integer(), nullable=False),
@@ -135,6 +395,58 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], ),
     sa.PrimaryKeyConstraint('resident_id')
     )
+    op.create_table('form_submissions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('flow', sa.String(length=64), nullable=False),
+    sa.Column('title', sa.String(length=64), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('estate_id', sa.Integer(), nullable=True),
+    sa.Column('community_id', sa.Integer(), nullable=True),
+    sa.Column('answers', sa.JSON(), nullable=False),
+    sa.Column('summary', sa.String(length=1000), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['community_id'], ['organisations.id'], ),
+    sa.ForeignKeyConstraint(['estate_id'], ['estates.id'], ),
+    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('form_submissions', schema=None) as batch_op:
+        batch_op.create_index('ix_form_submissions_community', ['community_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_form_submissions_flow_estate', ['flow', 'estate_id', 'status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_form_submissions_resident_id'), ['resident_id'], unique=False)
+
+    op.create_table('redemptions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('reward_id', sa.Integer(), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('points', sa.Integer(), nullable=False),
+    sa.Column('code', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('verified_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('verified_by', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], ),
+    sa.ForeignKeyConstraint(['reward_id'], ['rewards.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('code')
+    )
+    with op.batch_alter_table('redemptions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_redemptions_resident_id'), ['resident_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_redemptions_reward_id'), ['reward_id'], unique=False)
+
+    op.create_table('rights_requests',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('asked_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('done_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('rights_requests', schema=None) as batch_op:
+        batch_op.create_index('ix_rights_resident', ['resident_id', 'kind', 'id'], unique=False)
+
     op.create_table('service_requests',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ref', sa.String(length=16), nullable=True),
@@ -150,49 +462,363 @@ def upgrade() -> None:
     sa.Column('estate_id', sa.Integer(), nullable=True),
     sa.Column('community_id', sa.Integer(), nullable=True),
     sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_by_id', sa.Integer(), nullable=True),
+    sa.Column('contact_name', models.pii.EncryptedText(), nullable=True),
+    sa.Column('contact_mobile', models.pii.EncryptedText(), nullable=True),
+    sa.Column('handler_id', sa.Integer(), nullable=True),
+    sa.Column('level', sa.String(length=32), nullable=False),
+    sa.Column('deadline_days', sa.Integer(), nullable=True),
+    sa.Column('deadline_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('answer', sa.Text(), nullable=True),
+    sa.Column('resolution', sa.Text(), nullable=True),
+    sa.Column('close_reason', sa.String(length=32), nullable=True),
+    sa.Column('close_note', sa.Text(), nullable=True),
+    sa.Column('rating', sa.String(length=24), nullable=True),
+    sa.Column('rating_comment', sa.Text(), nullable=True),
+    sa.Column('unsatisfied_count', sa.Integer(), nullable=False),
+    sa.Column('reopen_count', sa.Integer(), nullable=False),
+    sa.Column('accepted_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('routed_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('answered_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('resolved_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('rated_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', models.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['community_id'], ['organisations.id'], ),
     sa.ForeignKeyConstraint(['estate_id'], ['estates.id'], ),
+    sa.ForeignKeyConstraint(['handler_id'], ['organisations.id'], ),
+    sa.ForeignKeyConstraint(['recorded_by_id'], ['stewards.id'], ),
     sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('ref')
     )
     with op.batch_alter_table('service_requests', schema=None) as batch_op:
         batch_op.create_index('ix_requests_community_status', ['community_id', 'status'], unique=False)
+        batch_op.create_index('ix_requests_inbox_community', ['community_id', 'status', 'deadline_at'], unique=False)
+        batch_op.create_index('ix_requests_inbox_handler', ['handler_id', 'status', 'deadline_at'], unique=False)
+        batch_op.create_index('ix_requests_level_routed', ['level', 'routed_at'], unique=False)
+        batch_op.create_index('ix_requests_report_community', ['community_id', 'created_at', 'type', 'status', 'answered_at', 'deadline_at', 'resolved_at', 'reopen_count', 'rating'], unique=False)
+        batch_op.create_index('ix_requests_report_handler', ['handler_id', 'created_at', 'status', 'answered_at', 'deadline_at', 'resolved_at', 'reopen_count', 'rating'], unique=False)
+        batch_op.create_index('ix_requests_report_time', ['created_at', 'type', 'answered_at'], unique=False)
+        batch_op.create_index('ix_requests_status_deadline', ['status', 'deadline_at', 'community_id'], unique=False)
+        batch_op.create_index('ix_requests_status_resolved', ['status', 'resolved_at', 'community_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_service_requests_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_service_requests_deadline_at'), ['deadline_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_service_requests_estate_id'), ['estate_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_service_requests_handler_id'), ['handler_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_service_requests_resident_id'), ['resident_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_service_requests_status'), ['status'], unique=False)
+
+    op.create_table('volunteers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('estate_id', sa.Integer(), nullable=True),
+    sa.Column('skills', sa.Text(), nullable=False),
+    sa.Column('availability', sa.String(length=32), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('applied_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('decided_by_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['decided_by_id'], ['stewards.id'], ),
+    sa.ForeignKeyConstraint(['estate_id'], ['estates.id'], ),
+    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('resident_id')
+    )
+    with op.batch_alter_table('volunteers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_volunteers_estate_id'), ['estate_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_volunteers_status'), ['status'], unique=False)
+
+    op.create_table('duplicate_links',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('request_id', sa.Integer(), nullable=False),
+    sa.Column('primary_id', sa.Integer(), nullable=False),
+    sa.Column('merged_by', sa.String(length=128), nullable=False),
+    sa.Column('merged_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['primary_id'], ['service_requests.id'], ),
+    sa.ForeignKeyConstraint(['request_id'], ['service_requests.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('request_id')
+    )
+    with op.batch_alter_table('duplicate_links', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_duplicate_links_primary_id'), ['primary_id'], unique=False)
+
+    op.create_table('media_files',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('media_id', sa.String(length=128), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('request_id', sa.Integer(), nullable=True),
+    sa.Column('source_format', sa.String(length=16), nullable=True),
+    sa.Column('recognition', sa.Text(), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('path', sa.Text(), nullable=True),
+    sa.Column('playable_path', sa.Text(), nullable=True),
+    sa.Column('duration', sa.Float(), nullable=True),
+    sa.Column('size', sa.Integer(), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('downloaded_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('deleted_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['request_id'], ['service_requests.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('media_id')
+    )
+    with op.batch_alter_table('media_files', schema=None) as batch_op:
+        batch_op.create_index('ix_media_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_media_files_request_id'), ['request_id'], unique=False)
+        batch_op.create_index('ix_media_kept', ['status', 'downloaded_at'], unique=False)
+
+    op.create_table('notices',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('request_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('stage', sa.String(length=64), nullable=False),
+    sa.Column('deadline_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['request_id'], ['service_requests.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('request_id', 'kind', 'stage')
+    )
+    with op.batch_alter_table('notices', schema=None) as batch_op:
+        batch_op.create_index('ix_notices_kind_created', ['kind', 'created_at'], unique=False)
+
+    op.create_table('open311_submissions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token', sa.String(length=32), nullable=False),
+    sa.Column('api_key_id', sa.Integer(), nullable=False),
+    sa.Column('request_id', sa.Integer(), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=128), nullable=True),
+    sa.Column('attributes', sa.JSON(), nullable=True),
+    sa.Column('device_id', sa.String(length=128), nullable=True),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['api_key_id'], ['api_keys.id'], ),
+    sa.ForeignKeyConstraint(['request_id'], ['service_requests.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('api_key_id', 'idempotency_key'),
+    sa.UniqueConstraint('token')
+    )
+    with op.batch_alter_table('open311_submissions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_open311_submissions_api_key_id'), ['api_key_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_open311_submissions_request_id'), ['request_id'], unique=False)
+
+    op.create_table('points_entries',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('points', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=96), nullable=False),
+    sa.Column('expires_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lot_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('activity_id', sa.Integer(), nullable=True),
+    sa.Column('redemption_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['activity_id'], ['activities.id'], ),
+    sa.ForeignKeyConstraint(['lot_id'], ['points_entries.id'], ),
+    sa.ForeignKeyConstraint(['redemption_id'], ['redemptions.id'], ),
+    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('key')
+    )
+    with op.batch_alter_table('points_entries', schema=None) as batch_op:
+        batch_op.create_index('ix_points_due', ['kind', 'expires_at'], unique=False)
+        batch_op.create_index('ix_points_resident_kind', ['resident_id', 'kind'], unique=False)
+
+    op.create_table('request_timeline',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('request_id', sa.Integer(), nullable=False),
+    sa.Column('at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('actor_kind', sa.String(length=16), nullable=False),
+    sa.Column('actor_id', sa.Integer(), nullable=True),
+    sa.Column('actor_label', sa.String(length=128), nullable=False),
+    sa.Column('action', sa.String(length=16), nullable=False),
+    sa.Column('from_status', sa.String(length=16), nullable=True),
+    sa.Column('to_status', sa.String(length=16), nullable=False),
+    sa.Column('handler_id', sa.Integer(), nullable=True),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('data', sa.JSON(), nullable=True),
+    sa.ForeignKeyConstraint(['handler_id'], ['organisations.id'], ),
+    sa.ForeignKeyConstraint(['request_id'], ['service_requests.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('request_timeline', schema=None) as batch_op:
+        batch_op.create_index('ix_timeline_action_at', ['action', 'at'], unique=False)
+        batch_op.create_index('ix_timeline_request', ['request_id', 'id'], unique=False)
+
+    op.create_table('service_records',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('resident_id', sa.Integer(), nullable=False),
+    sa.Column('activity_id', sa.Integer(), nullable=True),
+    sa.Column('signup_id', sa.Integer(), nullable=True),
+    sa.Column('minutes', sa.Integer(), nullable=False),
+    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('recorded_by_id', sa.Integer(), nullable=True),
+    sa.Column('recorded_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['activity_id'], ['activities.id'], ),
+    sa.ForeignKeyConstraint(['recorded_by_id'], ['stewards.id'], ),
+    sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], ),
+    sa.ForeignKeyConstraint(['signup_id'], ['activity_signups.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('signup_id')
+    )
+    with op.batch_alter_table('service_records', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_service_records_activity_id'), ['activity_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_service_records_resident_id'), ['resident_id'], unique=False)
 
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('service_records', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_service_records_resident_id'))
+        batch_op.drop_index(batch_op.f('ix_service_records_activity_id'))
+
+    op.drop_table('service_records')
+    with op.batch_alter_table('request_timeline', schema=None) as batch_op:
+        batch_op.drop_index('ix_timeline_request')
+        batch_op.drop_index('ix_timeline_action_at')
+
+    op.drop_table('request_timeline')
+    with op.batch_alter_table('points_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_points_resident_kind')
+        batch_op.drop_index('ix_points_due')
+
+    op.drop_table('points_entries')
+    with op.batch_alter_table('open311_submissions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_open311_submissions_request_id'))
+        batch_op.drop_index(batch_op.f('ix_open311_submissions_api_key_id'))
+
+    op.drop_table('open311_submissions')
+    with op.batch_alter_table('notices', schema=None) as batch_op:
+        batch_op.drop_index('ix_notices_kind_created')
+
+    op.drop_table('notices')
+    with op.batch_alter_table('media_files', schema=None) as batch_op:
+        batch_op.drop_index('ix_media_kept')
+        batch_op.drop_index(batch_op.f('ix_media_files_request_id'))
+        batch_op.drop_index('ix_media_due')
+
+    op.drop_table('media_files')
+    with op.batch_alter_table('duplicate_links', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_duplicate_links_primary_id'))
+
+    op.drop_table('duplicate_links')
+    with op.batch_alter_table('volunteers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_volunteers_status'))
+        batch_op.drop_index(batch_op.f('ix_volunteers_estate_id'))
+
+    op.drop_table('volunteers')
     with op.batch_alter_table('service_requests', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_service_requests_status'))
         batch_op.drop_index(batch_op.f('ix_service_requests_resident_id'))
+        batch_op.drop_index(batch_op.f('ix_service_requests_handler_id'))
         batch_op.drop_index(batch_op.f('ix_service_requests_estate_id'))
+        batch_op.drop_index(batch_op.f('ix_service_requests_deadline_at'))
         batch_op.drop_index(batch_op.f('ix_service_requests_created_at'))
+        batch_op.drop_index('ix_requests_status_resolved')
+        batch_op.drop_index('ix_requests_status_deadline')
+        batch_op.drop_index('ix_requests_report_time')
+        batch_op.drop_index('ix_requests_report_handler')
+        batch_op.drop_index('ix_requests_report_community')
+        batch_op.drop_index('ix_requests_level_routed')
+        batch_op.drop_index('ix_requests_inbox_handler')
+        batch_op.drop_index('ix_requests_inbox_community')
         batch_op.drop_index('ix_requests_community_status')
 
     op.drop_table('service_requests')
+    with op.batch_alter_table('rights_requests', schema=None) as batch_op:
+        batch_op.drop_index('ix_rights_resident')
+
+    op.drop_table('rights_requests')
+    with op.batch_alter_table('redemptions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_redemptions_reward_id'))
+        batch_op.drop_index(batch_op.f('ix_redemptions_resident_id'))
+
+    op.drop_table('redemptions')
+    with op.batch_alter_table('form_submissions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_form_submissions_resident_id'))
+        batch_op.drop_index('ix_form_submissions_flow_estate')
+        batch_op.drop_index('ix_form_submissions_community')
+
+    op.drop_table('form_submissions')
     op.drop_table('conversations')
+    with op.batch_alter_table('consent_records', schema=None) as batch_op:
+        batch_op.drop_index('ix_consent_resident')
+
+    op.drop_table('consent_records')
+    with op.batch_alter_table('club_members', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_club_members_resident_id'))
+        batch_op.drop_index(batch_op.f('ix_club_members_club_id'))
+
+    op.drop_table('club_members')
+    with op.batch_alter_table('activity_signups', schema=None) as batch_op:
+        batch_op.drop_index('ix_signups_activity_status')
+        batch_op.drop_index(batch_op.f('ix_activity_signups_resident_id'))
+
+    op.drop_table('activity_signups')
     with op.batch_alter_table('residents', schema=None) as batch_op:
+        batch_op.drop_index('ix_residents_report_verified')
+        batch_op.drop_index('ix_residents_report_party')
         batch_op.drop_index(batch_op.f('ix_residents_estate_id'))
 
     op.drop_table('residents')
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_audit_log_user_id'))
+        batch_op.drop_index(batch_op.f('ix_audit_log_at'))
+        batch_op.drop_index('ix_audit_action_at')
+
+    op.drop_table('audit_log')
+    op.drop_table('api_key_usage')
+    with op.batch_alter_table('activities', schema=None) as batch_op:
+        batch_op.drop_index('ix_activities_status_starts')
+        batch_op.drop_index(batch_op.f('ix_activities_community_id'))
+
+    op.drop_table('activities')
     with op.batch_alter_table('stewards', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_stewards_community_id'))
 
     op.drop_table('stewards')
+    with op.batch_alter_table('resources', schema=None) as batch_op:
+        batch_op.drop_index('ix_resources_directory_name')
+        batch_op.drop_index(batch_op.f('ix_resources_community_id'))
+
+    op.drop_table('resources')
+    with op.batch_alter_table('liaisons', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_liaisons_organisation_id'))
+
+    op.drop_table('liaisons')
     with op.batch_alter_table('estates', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_estates_community_id'))
 
     op.drop_table('estates')
+    with op.batch_alter_table('console_users', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_console_users_org_id'))
+
+    op.drop_table('console_users')
+    with op.batch_alter_table('clubs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_clubs_organiser_openid'))
+        batch_op.drop_index(batch_op.f('ix_clubs_community_id'))
+
+    op.drop_table('clubs')
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_api_keys_scope_id'))
+
+    op.drop_table('api_keys')
+    with op.batch_alter_table('announcements', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_announcements_community_id'))
+        batch_op.drop_index('ix_announcements_channel_published')
+
+    op.drop_table('announcements')
     with op.batch_alter_table('sandbox_calls', schema=None) as batch_op:
         batch_op.drop_index('ix_sandbox_calls_openid')
 
     op.drop_table('sandbox_calls')
+    op.drop_table('rewards')
+    op.drop_table('retention_marks')
     with op.batch_alter_table('processed_messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_processed_messages_created_at'))
 
@@ -206,5 +832,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_organisations_kind'))
 
     op.drop_table('organisations')
+    op.drop_table('job_runs')
+    op.drop_table('handbook_entries')
+    with op.batch_alter_table('console_login_failures', schema=None) as batch_op:
+        batch_op.drop_index('ix_login_failures_key_at')
+
+    op.drop_table('console_login_failures')
     op.drop_table('access_tokens')
     # ### end Alembic commands ###
