@@ -21,7 +21,7 @@ import xmltodict
 from sqlalchemy import create_engine, func, select
 
 from bot.webhook import sign
-from models import Base, OutboxMessage, Resident, ServiceRequest
+from models import OutboxMessage, Resident, ServiceRequest
 
 from .test_scheduler import _wait
 from .wechat_standin import SMTPServer, WeChatStandIn, free_port
@@ -64,15 +64,6 @@ def _fresh_database() -> None:
     _server(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
     _server(f"CREATE DATABASE {DB_NAME}")
     redis.Redis.from_url(REDIS_URL, socket_timeout=2).flushdb()
-
-
-def _create_tables() -> None:
-    """The schema of the current models in the scale-out database."""
-    engine = create_engine(DB_URL)
-    try:
-        Base.metadata.create_all(engine)
-    finally:
-        engine.dispose()
 
 
 def _env(config: Path) -> dict:
@@ -234,9 +225,8 @@ def test_two_instances_two_schedulers_survive_sigkill_under_load(tmp_path):
             f'[scheduler]\noutbox_interval_seconds = 1\ntakeover_seconds = {TAKEOVER_SECONDS}\n'
             f'lock_file = "{tmp_path / "scheduler.lock"}"\n')
         env = _env(config)
-        # The schema from the models, as every test builds it: migrations/ is regenerated from
-        # them before a release and may lag behind between regenerations.
-        _create_tables()
+        # As a park's IT staff would: the schema from the Alembic migrations.
+        _flask("db", "upgrade", env=env)
         for n, port in enumerate(ports):
             procs.append(Proc([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
                                "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"], env,
