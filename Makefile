@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 export REDSTEWARD_APP_PUBLIC_URL ?= http://127.0.0.1:$(PORT)
 
-.PHONY: install run test bench clean migration
+.PHONY: install run test bench bench-park clean migration
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: install
 # The webhook under wrk beside the anchors, memory per worker, the outbox (BENCH_SECONDS=10 per run).
 bench: install
 	$(BIN)/python bench/run.py
+
+# Scheduler scans, digest, dashboard and assessment over a generated park (BENCH_PARK requests).
+BENCH_PARK ?= 1000000
+bench-park: install
+	$(BIN)/python -m bot.console.bench $(BENCH_PARK)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

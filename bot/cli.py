@@ -104,11 +104,24 @@ def serve_setup():
     click.echo(f"  Webhook:   {base}/wechat\n")
 
 
+park_cli = AppGroup("park", help="A generated park for benchmarks.")
+
+
+@park_cli.command("generate")
+@click.argument("requests", type=int, default=1_000_000)
+def park_generate(requests):
+    """Fill the (empty) database with a generated park: REQUESTS requests, half as many residents."""
+    from .console.bench import generate
+    with click.progressbar(length=requests + max(1, requests // 2), label="generating park") as bar:
+        generate(current_app, requests, progress=bar.update)
+    click.echo(f"{requests:,} requests and {requests // 2:,} residents generated")
+
+
 def init_app(app: Flask) -> None:
     """Registers the command groups."""
     from .content import content_cli
     from .qr import qr_cli
-    for group in (db_cli, menu_cli, demo_cli, outbox_cli, content_cli, qr_cli):
+    for group in (db_cli, menu_cli, demo_cli, outbox_cli, content_cli, qr_cli, park_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve_setup)
     from .orgimport import org_cli

@@ -1,4 +1,6 @@
-"""Times the dashboard and the assessment over a generated park: `python -m bot.console.bench [N]`.
+"""Times the scheduler's scans, the dashboard and the assessment over a generated park.
+
+`python -m bot.console.bench [N]` (or `make bench-park`).
 
 Generates N requests (default 1,000,000) and N/2 residents in a fresh database (SQLite file under
 instance/, or the URL in REDSTEWARD_BENCH_DATABASE_URL), then renders each page a few times as the
@@ -47,8 +49,12 @@ def _requests(start_id: int, count: int, estates: list, handlers: dict, resident
     return rows
 
 
-def generate(app, n: int) -> None:
-    """Fills the app's database with the demo park, n requests and n/2 residents."""
+def generate(app, n: int, progress=None) -> None:
+    """Fills the app's database with the demo park, n requests and n/2 residents.
+
+    `progress(rows)` is called after each bulk insert with the rows just written.
+    """
+    progress = progress or (lambda rows: None)
     from bot import demo
     sessions = app.extensions["redsteward.sessions"]
     with sessions() as s:
@@ -71,10 +77,12 @@ def generate(app, n: int) -> None:
                  "party_member": "confirmed" if rng.random() < 0.2 else "none",
                  "verified_at": now if rng.random() < 0.6 else None, "created_at": now}
                 for i in range(start, min(start + CHUNK, residents + 1))])
+            progress(min(CHUNK, residents + 1 - start))
     with engine.begin() as conn:
         for start in range(1, n + 1, CHUNK):
             conn.execute(insert(ServiceRequest), _requests(start, min(CHUNK, n + 1 - start), estates,
                                                            handlers, residents, now))
+            progress(min(CHUNK, n + 1 - start))
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
             conn.execute(text("ANALYZE"))
@@ -106,6 +114,29 @@ def _signed_in(app, username: str):
     return client
 
 
+def time_scans(app, rounds: int = 3) -> None:
+    """Times the scheduler's scans and the Friday digest over the generated park (wall clock)."""
+    from handlers.jobs import deadlines, digest, summary
+    sessions = app.extensions["redsteward.sessions"]
+    settings = app.config["REDSTEWARD"]
+    now = datetime.now(timezone.utc)
+    scans = {
+        "reminder scan (24 h before)": lambda s: deadlines.reminder_candidates(s, 24, now),
+        "overdue / escalation scan": lambda s: deadlines.overdue_candidates(s, 24, now),
+        "daily summary counts": lambda s: summary.community_counts(s, now),
+        "satisfaction follow-up scan": lambda s: summary.follow_up_candidates(s, 1, now - timedelta(days=3)),
+        "Friday digest (HTML + Excel)": lambda s: digest.compile_form(s, settings, now - timedelta(days=7), now),
+    }
+    for name, scan in scans.items():
+        times = []
+        for _ in range(rounds):
+            with sessions() as s:
+                t0 = time.perf_counter()
+                scan(s)
+                times.append(time.perf_counter() - t0)
+        print(f"{name:30s} " + "  ".join(f"{t:.2f} s" for t in times) + f"   median {sorted(times)[len(times) // 2]:.2f} s")
+
+
 def main(n: int, reuse: bool = False) -> None:
     """Generates the park (unless reusing the last one) and prints the timings."""
     from bot import create_app
@@ -122,6 +153,7 @@ def main(n: int, reuse: bool = False) -> None:
         generate(app, n)
         print(f"generated {n:,} requests and {n // 2:,} residents in {time.perf_counter() - t0:.0f} s "
               f"({engine.dialect.name})")
+    time_scans(app)
     steward = _signed_in(app, "xinghu")
     for name, path in (("inbox, steward", "/console/requests"),
                        ("inbox, steward, overdue page 3", "/console/requests?overdue=1&page=3")):
