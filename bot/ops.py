@@ -248,17 +248,22 @@ def backup(url: str, dest: str | os.PathLike) -> None:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         # The backup API copies page by page under SQLite's own locks: safe while serving.
-        src = sqlite3.connect(u.database)
-        out = sqlite3.connect(dest)
-        try:
-            with out:
-                src.backup(out)
-        finally:
-            out.close()
-            src.close()
+        _sqlite_copy(u.database, dest)
         return
     subprocess.run(["pg_dump", "--format=custom", "--no-owner", "--file", str(dest), _libpq(u)], check=True,
                    env=_pg_env(u))
+
+
+def _sqlite_copy(source, dest) -> None:
+    """Copies one SQLite database over another with SQLite's online backup API."""
+    src = sqlite3.connect(source)
+    out = sqlite3.connect(dest)
+    try:
+        with out:
+            src.backup(out)
+    finally:
+        out.close()
+        src.close()
 
 
 def restore(url: str, source: str | os.PathLike) -> None:
@@ -267,14 +272,7 @@ def restore(url: str, source: str | os.PathLike) -> None:
         raise click.ClickException(f"no backup file at {source}")
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        src = sqlite3.connect(source)
-        out = sqlite3.connect(u.database)
-        try:
-            with out:
-                src.backup(out)
-        finally:
-            out.close()
-            src.close()
+        _sqlite_copy(source, u.database)
         return
     subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
                     "--dbname", _libpq(u), str(source)], check=True, env=_pg_env(u))

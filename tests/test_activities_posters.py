@@ -1,7 +1,6 @@
 """`flask activity posters`: QR tickets asked of the (sandbox) WeChat API over HTTP, posters drawn."""
 from __future__ import annotations
 
-import socket
 import threading
 from datetime import timedelta
 
@@ -13,13 +12,7 @@ from werkzeug.serving import make_server
 from models import SandboxCall
 
 from .test_activities_support import build_park, publish
-
-
-def free_port() -> int:
-    """A port nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .wechat_standin import free_port
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from models import OutboxMessage, ServiceRequest
 
 from .flowkit import Chat, verify
 from .wechat import WeChatSim
+from .wechat_standin import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -131,12 +132,6 @@ class Hold:
             self.engine.dispose()
 
 
-def free_port() -> int:
-    """A free loopback port."""
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_workers_killed_mid_confirmation_file_the_request_exactly_once(make_app, db_url, tmp_path):

@@ -9,15 +9,11 @@ import time
 import pytest
 
 from .wechat import WeChatSim
+from .wechat_standin import free_port
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on (yet)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_unreachable_redis_logs_once_and_the_limit_still_holds(make_app, caplog):

@@ -1,18 +1,13 @@
 """Sandbox mode as a person uses it: the simulator page, a chat, the steward's template message."""
 from __future__ import annotations
 
-import socket
 import threading
 
 import pytest
 import requests
 from werkzeug.serving import make_server
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .wechat_standin import free_port
 
 
 @pytest.fixture
