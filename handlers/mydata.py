@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Resident, ServiceRequest
-from models.consent import (ConsentRecord, ask_right, has_consented, notice_shown, pending_notice,
+from models.consent import (ConsentRecord, agree, ask_right, has_consented, notice_shown, pending_notice,
                             pending_right)
 
 from .context import Context
@@ -51,10 +51,9 @@ def _needs_consent(ctx: Context, flow) -> bool:
 def privacy_notice(ctx: Context, flow) -> str | None:
     """Shows the notice above the first question until the resident agrees to this version."""
     version = _privacy(ctx)["notice_version"]
-    if not _needs_consent(ctx, flow) or has_consented(ctx.session, ctx.resident.id, version):
+    if not _needs_consent(ctx, flow) or has_consented(ctx.resident, version):
         return None
-    again = ctx.session.scalar(select(func.count(ConsentRecord.id)).where(
-        ConsentRecord.resident_id == ctx.resident.id, ConsentRecord.agreed_at.is_not(None))) > 0
+    again = ctx.resident.consented_version is not None  # agreed to an earlier version
     notice_shown(ctx.session, ctx.resident.id, version, flow.name, ctx.now)
     settings = _privacy(ctx)
     return say("privacy_notice", version=version, again=again,
@@ -66,12 +65,12 @@ def privacy_notice(ctx: Context, flow) -> str | None:
 def consent_by_answering(ctx: Context, flow, step) -> None:
     """Answering after the notice (it says so) is the resident's agreement; recorded with the time."""
     version = _privacy(ctx)["notice_version"]
-    if not _needs_consent(ctx, flow) or has_consented(ctx.session, ctx.resident.id, version):
+    if not _needs_consent(ctx, flow) or has_consented(ctx.resident, version):
         return
     within = timedelta(minutes=ctx.services.settings["app"]["flow_idle_minutes"])
     record = pending_notice(ctx.session, ctx.resident.id, version, ctx.now, within)
     if record is not None and record.purpose == flow.name:
-        record.agreed_at = ctx.now
+        agree(ctx.resident, record, ctx.now)
 
 
 # --- what is stored: a registry of exporters, and a generic fallback --------------------------

@@ -52,11 +52,15 @@ class RetentionMark(Base):
     reached: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-def has_consented(session: Session, resident_id: int, version: str) -> bool:
+def has_consented(resident, version: str) -> bool:
     """True when the resident agreed to this version of the notice."""
-    return session.scalar(select(ConsentRecord.id).where(
-        ConsentRecord.resident_id == resident_id, ConsentRecord.notice_version == version,
-        ConsentRecord.agreed_at.is_not(None)).limit(1)) is not None
+    return resident.consented_version == version
+
+
+def agree(resident, record: ConsentRecord, now: datetime) -> None:
+    """Records the resident's agreement to the notice they were shown."""
+    record.agreed_at = now
+    resident.consented_version = record.notice_version
 
 
 def notice_shown(session: Session, resident_id: int, version: str, purpose: str | None,

@@ -31,6 +31,9 @@ class Resident(Base):
     party_member: Mapped[str] = mapped_column(String(16), default="none")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The privacy-notice version the resident last agreed to (consent_records keeps the history);
+    # kept here so a flow step needs no query to know consent is in place.
+    consented_version: Mapped[str | None] = mapped_column(String(32))
 
     estate: Mapped[Estate | None] = relationship()
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 14:49:26.604486
+Create Date: 2026-11-26 16:28:23.731871
 """
 from alembic import op
 import sqlalchemy as sa
@@ -321,6 +321,7 @@ def upgrade() -> None:
     sa.Column('party_member', sa.String(length=16), nullable=False),
     sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_message_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('consented_version', sa.String(length=32), nullable=True),
     sa.ForeignKeyConstraint(['estate_id'], ['estates.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('openid')
