@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import Conversation, ProcessedMessage, Resident, utcnow
-from models.resident import get_or_create
+from models.resident import first_contact
 
 from . import flows, observe, ratelimit, rating, registry, stewarding
 from .context import Context, Services
@@ -59,14 +59,12 @@ def handle(session: Session, msg, services: Services, now: datetime | None = Non
         observe.notify("rate_limited", msg)
         return Text(say("rate_limited")), False
     key = dedup_key(msg)
-    row = session.execute(_LOAD, {"openid": msg.source, "key": key}).first()
-    if row is not None:
-        resident, conv, done_reply, done_key = row
-    else:  # first contact, or no conversation row yet
-        resident = get_or_create(session, msg.source)
-        conv = _locked_conversation(session, resident.id)
-        done = session.get(ProcessedMessage, key)
-        done_reply, done_key = (done.reply, done.key) if done is not None else (None, None)
+    params = {"openid": msg.source, "key": key}
+    row = session.execute(_LOAD, params).first()
+    if row is None:  # first contact (or a resident without a conversation row yet)
+        first_contact(session, msg.source, now)
+        row = session.execute(_LOAD, params).one()
+    resident, conv, done_reply, done_key = row
     if done_key is not None:
         reply = from_dict(done_reply)
         session.rollback()
@@ -102,21 +100,6 @@ def handle(session: Session, msg, services: Services, now: datetime | None = Non
         return reply, True
     observe.notify("handled", msg, ended)
     return reply, False
-
-
-def _locked_conversation(session: Session, resident_id: int) -> Conversation:
-    """The resident's conversation row, locked so two deliveries queue instead of racing."""
-    conv = session.scalar(select(Conversation).where(Conversation.resident_id == resident_id)
-                          .with_for_update())
-    if conv is None:
-        conv = Conversation(resident_id=resident_id, data={}, history=[], version=0)
-        session.add(conv)
-        try:
-            session.flush()
-        except IntegrityError:
-            session.rollback()
-            return _locked_conversation(session, resident_id)
-    return conv
 
 
 def route(ctx: Context) -> Reply:

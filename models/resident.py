@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, select
+from sqlalchemy import Boolean, ForeignKey, String, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -56,12 +56,14 @@ class Resident(Base):
         return f"<Resident {self.id} {self.openid[:6]}…>"
 
 
-def get_or_create(session, openid: str) -> Resident:
-    """The resident with this openid, created on first contact (safe when two workers race)."""
-    resident = session.scalar(select(Resident).where(Resident.openid == openid))
-    if resident is not None:
-        return resident
+def first_contact(session, openid: str, now: datetime) -> None:
+    """Creates the resident and their conversation row unless they exist (safe when workers race)."""
+    from .conversation import Conversation
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(insert(Resident).values(openid=openid, subscribed=True, party_member="none",
-                                            created_at=utcnow()).on_conflict_do_nothing())
-    return session.scalar(select(Resident).where(Resident.openid == openid))
+                                            created_at=now).on_conflict_do_nothing())
+    c = Conversation.__table__.c
+    blank = select(Resident.id, literal({}, c.data.type), literal([], c.history.type),
+                   literal(0, c.version.type), literal(now, c.updated_at.type)).where(Resident.openid == openid)
+    session.execute(insert(Conversation).from_select(
+        ["resident_id", "data", "history", "version", "updated_at"], blank).on_conflict_do_nothing())

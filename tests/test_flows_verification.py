@@ -124,3 +124,25 @@ def test_two_messages_at_once_queue_on_the_conversation_row(demo, sessions):
 
 def test_verified_resident_helper(demo):
     assert "实名认证完成" in verify(Chat(demo, "o_v7"))
+
+
+def test_a_new_residents_first_click_delivered_three_times_at_once_starts_one_flow(demo, sessions):
+    """First contact races: one resident row, one conversation, the flow started once, one reply."""
+    body = WeChatSim(demo, demo.test_client()).xml("o_first", "event", Event="CLICK", EventKey="FLOW_VERIFY")
+    results: list = []
+
+    def post():
+        sim = WeChatSim(demo, demo.test_client())
+        results.append(sim.decode(sim.post_raw(body)).get("Content", ""))
+
+    threads = [threading.Thread(target=post) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 3 and len(set(results)) == 1 and "姓名" in results[0]
+    with sessions() as s:
+        residents = s.scalars(select(Resident).where(Resident.openid == "o_first")).all()
+        assert len(residents) == 1
+        conv = s.get(Conversation, residents[0].id)
+        assert (conv.flow, conv.step, conv.version) == ("verification", "name", 1)
