@@ -37,20 +37,23 @@ def bind(token: str):
 @bp.route("/return")
 def oauth_return():
     """WeChat's redirect back: signs the linked account in, or links the account of the binding link."""
+    # Ask WeChat before touching the database: no transaction stays open across the HTTP call.
+    try:
+        pending, openid = wechat_oauth.finish(SESSION_KEY)
+    except wechat_oauth.OAuthRefused as exc:
+        pending, openid, refused = None, None, str(exc)
+    except wechat_oauth.OAuthUnavailable:
+        return render_template("console/wechat_result.html", outcome="unavailable"), 502
     keys = ["ip:" + client_ip()]
     counter = failure_counter()
     if locked(counter, keys):
         return render_template("console/wechat_result.html", outcome="locked"), 429
     s = get_session()
-    try:
-        pending, openid = wechat_oauth.finish(SESSION_KEY)
-    except wechat_oauth.OAuthRefused as exc:
+    if openid is None:
         counter.add(keys)
-        audit.record(s, "-", "login_failed", detail={"via": "wechat", "reason": str(exc)}, ip=client_ip())
+        audit.record(s, "-", "login_failed", detail={"via": "wechat", "reason": refused}, ip=client_ip())
         s.commit()
         abort(400)
-    except wechat_oauth.OAuthUnavailable:
-        return render_template("console/wechat_result.html", outcome="unavailable"), 502
     if pending.get("purpose") == "bind":
         return _bind(pending.get("token", ""), openid)
     user = user_for_openid(s, openid)
