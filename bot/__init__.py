@@ -13,7 +13,7 @@ from models.content import warm_up as warm_up_segmenter
 
 from . import cli, console, db, mydata, open311, sandbox, scheduler, triage, voice, webhook
 from . import mobile, ops
-from .config import REAL_API_BASE_URL, load_settings
+from .config import REAL_API_BASE_URL, REAL_OAUTH_BASE_URL, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +27,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     if wx["sandbox"] and wx["api_base_url"] == REAL_API_BASE_URL:
         # Sandbox mode never talks to WeChat: the built-in stand-in answers instead.
         wx["api_base_url"] = settings["app"]["public_url"].rstrip("/") + "/sandbox/api/"
+    if wx["sandbox"] and wx["oauth_base_url"] == REAL_OAUTH_BASE_URL:
+        # ...and a stand-in of WeChat's authorisation page tells who is reading.
+        wx["oauth_base_url"] = settings["app"]["public_url"].rstrip("/") + "/sandbox/connect/"
     app.config.update(REDSTEWARD=settings, SECRET_KEY=settings["app"]["secret_key"],
                       MAX_CONTENT_LENGTH=settings["app"]["max_body_bytes"],
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",

@@ -6,6 +6,7 @@ import os
 import tomllib
 
 REAL_API_BASE_URL = "https://api.weixin.qq.com/"
+REAL_OAUTH_BASE_URL = "https://open.weixin.qq.com/connect/"
 
 # Every key here is documented in config.example.toml; keep the two in step.
 DEFAULTS: dict[str, dict] = {
@@ -29,6 +30,7 @@ DEFAULTS: dict[str, dict] = {
         "encoding_aes_key": "",
         "encrypt_mode": "plain",
         "api_base_url": REAL_API_BASE_URL,
+        "oauth_base_url": REAL_OAUTH_BASE_URL,
         "sandbox": None,
         "use_stable_token": True,
         "timeout_seconds": 4.0,
@@ -183,8 +185,9 @@ def _finish(settings: dict) -> dict:
         key = wx["encoding_aes_key"]
         if len(key) != 43 or not key.isalnum():
             raise ConfigError("wechat.encoding_aes_key must be 43 letters and digits")
-    if not wx["api_base_url"].endswith("/"):
-        wx["api_base_url"] += "/"
+    for key in ("api_base_url", "oauth_base_url"):
+        if not wx[key].endswith("/"):
+            wx[key] += "/"
     if not settings["app"]["pii_key"]:
         # Sandbox only: a fixed key derived from the secret key keeps demo data readable.
         settings["app"]["pii_key"] = "sandbox:" + settings["app"]["secret_key"]

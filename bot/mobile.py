@@ -3,11 +3,8 @@ template message or an e-mail. The signed `t` names who opens it, so a number al
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
-import requests
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session as web_session, url_for
 from sqlalchemy import select
 
@@ -21,13 +18,11 @@ from models.request import CLOSE_REASONS, RATINGS, TYPES
 from models.timeline import Actor, timeline_of
 from models.workflow import EARLY_CLOSE_REASONS, TRANSITIONS, WorkflowError, find_by_ref
 
+from . import wechat_oauth
 from .db import get_session
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("mobile", __name__, url_prefix="/m")
-
-# The page WeChat's in-app browser opens to tell us who is reading (snsapi_base: silent, openid only).
-OAUTH_AUTHORIZE_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
 
 STAFF_FORMS = ("classify", "route", "transfer", "answer", "resolve", "escalate", "close")
 
@@ -58,6 +53,11 @@ def _viewer(session, ref: str):
     return "staff", staff
 
 
+def _is_person(staff) -> bool:
+    """True for a steward or liaison reading in WeChat (a department's e-mail link has no console)."""
+    return staff is not None and not isinstance(staff, DepartmentStaff)
+
+
 def _allowed(req, staff) -> list[str]:
     """The forms to show: the actions the status allows and the viewer may take."""
     forms = []
@@ -80,7 +80,7 @@ def request_page(ref: str):
     req = find_by_ref(session, ref, lock=request.method == "POST")
     if req is None:
         abort(404)
-    expected = staff.openid if staff is not None and not isinstance(staff, DepartmentStaff) else (
+    expected = staff.openid if _is_person(staff) else (
         req.resident.openid if role == "resident" and req.resident else None)
     if expected and not current_app.config["REDSTEWARD"]["wechat"]["sandbox"]:
         # Outside the sandbox a forwarded link is not enough: WeChat must say the reader is its owner.
@@ -119,7 +119,9 @@ def request_page(ref: str):
                            place=place_of(req), local_time=local_time, contact=contact,
                            forms=_allowed(req, staff) if staff else [], types=TYPES, ratings=RATINGS,
                            close_reasons={k: CLOSE_REASONS[k] for k in EARLY_CLOSE_REASONS},
-                           public_url=services.public_url), 200 if error is None else 400
+                           public_url=services.public_url,
+                           console_url=stewarding.console_url(services) if _is_person(staff) else None), \
+        200 if error is None else 400
 
 
 def _rate(session, req) -> None:
@@ -158,35 +160,19 @@ def _act(session, staff, req) -> None:
 
 def _authorize():
     """Sends the reader through WeChat's silent OAuth (snsapi_base) and back to this page."""
-    wx = current_app.config["REDSTEWARD"]["wechat"]
-    state = secrets.token_urlsafe(16)
-    web_session["wx_oauth"] = {"state": state, "next": request.full_path}
-    services = current_app.extensions["redsteward.services"]
-    query = urlencode({"appid": wx["appid"], "redirect_uri": services.public_url + url_for(".oauth_return"),
-                       "response_type": "code", "scope": "snsapi_base", "state": state})
-    return redirect(f"{OAUTH_AUTHORIZE_URL}?{query}#wechat_redirect")
+    return wechat_oauth.start("wx_oauth", ".oauth_return", next=request.full_path)
 
 
 @bp.route("/oauth")
 def oauth_return():
     """WeChat's redirect back: swaps the code for the reader's openid, then reopens the page."""
-    pending = web_session.pop("wx_oauth", None)
-    code = request.args.get("code", "")
-    if not pending or not code or request.args.get("state") != pending["state"]:
-        abort(400)
-    wx = current_app.config["REDSTEWARD"]["wechat"]
     try:
-        res = requests.get(wx["api_base_url"] + "sns/oauth2/access_token", timeout=wx["timeout_seconds"],
-                           params={"appid": wx["appid"], "secret": wx["appsecret"], "code": code,
-                                   "grant_type": "authorization_code"})
-        data = res.json()
-    except (requests.RequestException, ValueError) as exc:
-        logger.warning("oauth code exchange failed: %s", type(exc).__name__)
-        return render_template("mobile/not_yours.html", retry=True), 502
-    if not data.get("openid"):
-        logger.warning("oauth code refused: %s", data.get("errcode"))
+        pending, openid = wechat_oauth.finish("wx_oauth")
+    except wechat_oauth.OAuthRefused:
         abort(400)
-    web_session["wx_openid"] = data["openid"]
+    except wechat_oauth.OAuthUnavailable:
+        return render_template("mobile/not_yours.html", retry=True), 502
+    web_session["wx_openid"] = openid
     target = pending["next"]
     # Only ever back to a page of this blueprint: never an open redirect.
     return redirect(target if target.startswith("/m/requests/") else "/", code=302)

@@ -1,14 +1,17 @@
 """Sandbox mode: a stand-in of the WeChat API that records calls, and the chat simulator."""
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
+from urllib.parse import urlencode
 
 import xmltodict
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from models import SandboxCall, Steward
+from models import Liaison, SandboxCall, Steward
 
 from . import outbox
 from .db import get_session
@@ -18,6 +21,7 @@ from .wechat_api import build_client
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
 RECIPIENT_FIELDS = ("touser", "openid")
+OAUTH_CODE_SECONDS = 300  # WeChat's codes live five minutes and work once
 
 
 # --- the API stand-in -------------------------------------------------------------------
@@ -39,6 +43,58 @@ def api_token():
     if data.get("appid") != wx["appid"] or data.get("secret") != wx["appsecret"]:
         return jsonify(errcode=40125, errmsg="invalid appsecret")
     return jsonify(access_token="sandbox-" + secrets.token_hex(16), expires_in=7200)
+
+
+# --- the web authorisation stand-in (open.weixin.qq.com/connect/oauth2/authorize) -----------
+
+def _codes() -> URLSafeTimedSerializer:
+    """Signs authorisation codes, so any worker can swap one for its openid."""
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="sandbox-oauth-code")
+
+
+@bp.route("/connect/oauth2/authorize")
+def oauth_authorize():
+    """WeChat's authorisation page: asks who is reading (WeChat knows; the sandbox asks), then
+    sends them back to `redirect_uri` with a code and the state, as WeChat does."""
+    wx = current_app.config["REDSTEWARD"]["wechat"]
+    args = request.args
+    public_url = current_app.extensions["redsteward.services"].public_url
+    redirect_uri = args.get("redirect_uri", "")
+    if args.get("appid") != wx["appid"] or args.get("scope") not in ("snsapi_base", "snsapi_userinfo"):
+        return render_template("sandbox/authorize.html", error="appid 或 scope 参数错误"), 400
+    if not redirect_uri.startswith(public_url + "/"):
+        # WeChat allows only the account's authorised domain (errcode 10003).
+        return render_template("sandbox/authorize.html", error="redirect_uri 域名与后台配置不一致"), 400
+    openid = args.get("openid", "").strip()[:64]
+    if not openid:
+        people = [(s.openid, f"红管负责人 {s.name}") for s in get_session().scalars(select(Steward).order_by(Steward.id))]
+        people += [(p.openid, f"联络人 {p.organisation.name} {p.masked_name}") for p in get_session().scalars(
+            select(Liaison).where(Liaison.openid.is_not(None), Liaison.active.is_(True)).order_by(Liaison.id))]
+        return render_template("sandbox/authorize.html", error=None, args=args, people=people)
+    code = _codes().dumps([openid, secrets.token_hex(4)])
+    sep = "&" if "?" in redirect_uri else "?"
+    return redirect(f"{redirect_uri}{sep}{urlencode({'code': code, 'state': args.get('state', '')})}")
+
+
+@bp.route("/api/sns/oauth2/access_token")
+def oauth_access_token():
+    """Swaps a code for the reader's openid (snsapi_base), once per code."""
+    wx = current_app.config["REDSTEWARD"]["wechat"]
+    if request.args.get("appid") != wx["appid"] or request.args.get("secret") != wx["appsecret"]:
+        return jsonify(errcode=40125, errmsg="invalid appsecret")
+    code = request.args.get("code", "")
+    try:
+        openid, _ = _codes().loads(code, max_age=OAUTH_CODE_SECONDS)
+    except (BadSignature, ValueError, TypeError):
+        return jsonify(errcode=40029, errmsg="invalid code")
+    digest = hashlib.sha256(code.encode()).hexdigest()
+    used = get_session().scalars(select(SandboxCall.payload).where(
+        SandboxCall.endpoint == "sns/oauth2/access_token", SandboxCall.openid == openid))
+    if any(payload.get("code") == digest for payload in used):
+        return jsonify(errcode=40163, errmsg="code been used")
+    _record("sns/oauth2/access_token", {"openid": openid, "code": digest})
+    return jsonify(access_token="sandbox-web-" + secrets.token_hex(8), expires_in=7200,
+                   refresh_token="sandbox-refresh-" + secrets.token_hex(8), openid=openid, scope="snsapi_base")
 
 
 @bp.route("/api/cgi-bin/<path:endpoint>", methods=["GET", "POST"])
@@ -152,7 +208,8 @@ def messages(openid: str):
     """Template and customer-service messages the stand-in received for an openid."""
     after = request.args.get("after", 0, type=int)
     rows = get_session().scalars(select(SandboxCall).where(SandboxCall.openid == openid,
-                                                           SandboxCall.id > after)
+                                                           SandboxCall.id > after,
+                                                           SandboxCall.endpoint.not_like("sns/%"))
                                  .order_by(SandboxCall.id).limit(100)).all()
     return jsonify(messages=[{"id": r.id, "endpoint": r.endpoint, "payload": r.payload,
                               "at": r.created_at.isoformat()} for r in rows])

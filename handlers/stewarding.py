@@ -3,7 +3,7 @@
 Commands (the number is the request's 编号):
   待办 · 查看 <编号> · 分类 <编号> <类型> <类别> · 派 <编号> [<单位>] · 转 <编号> <单位>
   回复 <编号> <内容> · 办结 <编号> <说明> · 升级 <编号> <原因> · 关闭 <编号> <重复|不属于|撤回> <说明>
-  代录 <走访|会议|来访|电话> <小区> <描述> · 发送失败 · 红管帮助
+  代录 <走访|会议|来访|电话> <小区> <描述> · 发送失败 · 红管帮助 · 工作台
 The same operations serve the mobile page (`perform`) and the console (`record_offline`).
 """
 from __future__ import annotations
@@ -346,7 +346,18 @@ def cmd_help(ctx: Context, staff: Staff, rest: str) -> str:
     return say("steward_help", staff=staff)
 
 
+def console_url(services: Services) -> str:
+    """Where staff enter the web console from WeChat (WeChat's sign-in, no password)."""
+    return f"{services.public_url}/console/wechat/login"
+
+
+def cmd_console(ctx: Context, staff: Staff, rest: str) -> str:
+    """工作台: the link that opens the web console in WeChat's browser."""
+    return say("steward_console", url=console_url(ctx.services))
+
+
 COMMANDS = {"待办": cmd_todo, "查看": cmd_view, "分类": cmd_classify, "派": cmd_route, "转": cmd_transfer,
             "回复": cmd_answer, "办结": cmd_resolve, "升级": cmd_escalate, "关闭": cmd_close,
             "代录": cmd_record, "发送失败": cmd_failed, "红管帮助": cmd_help, "摘要": cmd_summary,
+            "工作台": cmd_console,
             "合并": triage.cmd_merge}

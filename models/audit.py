@@ -14,6 +14,9 @@ ACTIONS = {
     "org_edit": "编辑组织", "routing_edit": "编辑流转规则", "announcement_publish": "发布公告",
     "handbook_edit": "编辑手册", "resource_edit": "编辑资源", "user_create": "创建账号",
     "request_action": "处理诉求", "request_offline": "登记线下诉求",
+    "user_update": "修改账号角色", "user_disable": "停用账号", "user_enable": "启用账号",
+    "password_reset": "重置密码", "wechat_link": "绑定微信", "wechat_unlink": "解除微信绑定",
+    "wechat_bind_link": "生成微信绑定链接",
 }
 
 

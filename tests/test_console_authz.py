@@ -6,9 +6,12 @@ role may not use the feature at all, 404 where the object is outside the user's 
 from __future__ import annotations
 
 import pytest
+import os
+
 from sqlalchemy import func, select
 
-from models import AuditEntry, OutboxMessage
+from models import AuditEntry, OutboxMessage, Steward
+from models.user import create_user, link_wechat
 
 from .test_console_support import ACCOUNTS, Console, estate, new_request, org, park, routed  # noqa: F401
 
@@ -38,7 +41,11 @@ PAGES = [
     ("dashboard", "GET", "/console/dashboard", None, PARK_READERS, 403),
     ("assessment", "GET", "/console/assessment", None, PARK_READERS, 403),
     ("assessment export", "GET", "/console/assessment.xlsx", None, PARK_READERS, 403),
+    ("accounts", "GET", "/console/users", None, {"admin"}, 403),
+    ("an account", "GET", "/console/users/{target}", None, {"admin"}, 403),
+    ("own account", "GET", "/console/account", None, EVERYONE, 403),
 ]
+WECHAT_USERS = {"xinghu", "hanlin", "xhy_pm"}
 
 
 
@@ -87,18 +94,43 @@ ACTIONS = [
      outcome(PARK_READERS)),
     ("add a resource", "/console/resources/new", {"directory": "market", "name": "家电维修"},
      outcome(PARK_READERS | {"huxi"})),
+    # Account management: admins only; the target accounts are fresh for every actor.
+    ("create a steward account", "/console/users",
+     {"username": "new_{fresh}", "role": "steward", "org_steward": "xinghu", "password_mode": "generate"},
+     outcome({"admin"})),
+    ("change an account's role and scope", "/console/users/{target}/role",
+     {"role": "liaison", "org_liaison": "xhy_pm"}, outcome({"admin"})),
+    ("disable an account", "/console/users/{target}/active", {"active": "0"}, outcome({"admin"})),
+    ("enable an account", "/console/users/{target}/active", {"active": "1"}, outcome({"admin"})),
+    ("reset a password (set)", "/console/users/{target}/password",
+     {"password_mode": "set", "password": "a-new-password-42"}, outcome({"admin"})),
+    ("reset a password (generated)", "/console/users/{target}/password", {"password_mode": "generate"},
+     outcome({"admin"})),
+    ("link a directory WeChat", "/console/users/{bare}/wechat-link", {"person": "steward:{steward}"},
+     outcome({"admin"})),
+    ("unlink WeChat", "/console/users/{target}/wechat-unlink", {}, outcome({"admin"})),
+    ("binding link for an account", "/console/users/{target}/bind-link", {}, outcome({"admin"})),
+    ("an unknown account action", "/console/users/{target}/promote", {}, outcome(set(), admin=404)),
+    ("an account that does not exist", "/console/users/999999/active", {"active": "0"}, outcome(set(), admin=404)),
+    ("own binding link", "/console/account/wechat-link", {}, outcome(WECHAT_USERS)),
 ]
 
 
 def _ids(app, sessions) -> dict:
     """Fresh requests for one actor (so one role's action cannot block the next), and ids forms use."""
+    fresh = os.urandom(4).hex()
     with sessions() as s:
         xinghu_req = routed(s, new_request(s, "xhy"), "xhy_pm")
         hanlin_req = new_request(s, "hlsy", "小区门口的路灯不亮了，请尽快修理")
+        target = create_user(s, f"target_{fresh}", "target-password", "steward", "xinghu", "目标账号")
+        link_wechat(s, target, f"o_target_{fresh}")
+        bare = create_user(s, f"bare_{fresh}", "target-password", "steward", "xinghu")
+        steward = s.scalar(select(Steward).where(Steward.openid == "sandbox_steward_xinghu"))
         s.commit()
         return {"xinghu": xinghu_req.id, "hanlin": hanlin_req.id, "xinghu_ref": xinghu_req.ref,
                 "hanlin_ref": hanlin_req.ref, "xhy_oc": org(s, "xhy_oc").id, "xinghu_org": org(s, "xinghu").id,
-                "xhy_estate": estate(s, "xhy").id}
+                "xhy_estate": estate(s, "xhy").id, "fresh": fresh, "target": target.id, "bare": bare.id,
+                "steward": steward.id}
 
 
 def _audited(sessions, username: str) -> int:

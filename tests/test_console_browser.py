@@ -164,3 +164,27 @@ def test_export_the_assessment(page, park):
         wb = load_workbook(io.BytesIO(fh.read()))
     names = [row[1] for row in wb["承办单位"].iter_rows(min_row=2, values_only=True)]
     assert "星湖苑物业服务中心" in names
+
+
+def test_an_admin_creates_a_steward_account_who_then_signs_in(page, park, sessions):
+    sign_in(page, "admin")
+    page.get_by_role("link", name="账号管理").click()
+    form = page.locator("form#create-user")
+    form.get_by_label("用户名").fill("zhao_hl")
+    form.get_by_label("姓名").fill("赵海霞")
+    form.get_by_label("角色").select_option(label="红管负责人")
+    # Only the list of the chosen role's scope is shown.
+    expect(form.get_by_label("所属承办单位（联络人）")).to_be_hidden()
+    form.get_by_label("负责社区（红管负责人）").select_option(label="翰林社区")
+    form.get_by_label("由我设定").check()
+    form.get_by_label("新密码（至少 10 个字符）").fill("zhao-hailan-2026")
+    form.get_by_role("button", name="创建账号").click()
+    expect(page.get_by_role("status")).to_contain_text("账号已创建")
+    expect(page.locator("dl.facts")).to_contain_text("翰林社区")
+    page.get_by_role("button", name="退出").click()
+    sign_in(page, "zhao_hl", "zhao-hailan-2026")
+    expect(page).to_have_url(re.compile(r"/console/requests$"))
+    expect(page.locator("header")).to_contain_text("赵海霞 · 红管负责人 · 翰林社区")
+    expect(page.locator("table.list")).to_contain_text(park.config["TEST_IDS"]["hanlin_ref"])
+    expect(page.locator("table.list")).not_to_contain_text(park.config["TEST_IDS"]["xinghu_ref"])
+    expect(page.get_by_role("link", name="账号管理")).to_have_count(0)

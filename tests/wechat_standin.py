@@ -40,6 +40,8 @@ class WeChatStandIn:
         self.faults: list[str | int] = []
         self.hang_seconds = 3.0
         self.oauth_codes: dict[str, str] = {}  # code → openid, for snsapi_base
+        self.oauth_reader: str | None = None  # who WeChat's browser says is reading (authorize page)
+        self.authorize_requests: list[dict] = []
         self._lock = threading.Lock()
         self.server = make_server("127.0.0.1", free_port(), self.wsgi, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}/"
@@ -67,9 +69,14 @@ class WeChatStandIn:
     def wsgi(self, environ, start_response):
         """The WSGI entry point."""
         request = Request(environ)
+        if request.path == "/connect/oauth2/authorize":
+            return self._authorize(request)(environ, start_response)
         if request.path == "/sns/oauth2/access_token":
-            openid = self.oauth_codes.pop(request.args.get("code", ""), None)
-            answer = {"openid": openid, "scope": "snsapi_base"} if openid else {"errcode": 40029}
+            code = request.args.get("code", "")
+            openid = self.oauth_codes.pop(code, None)
+            answer = {"access_token": f"web-{code}", "expires_in": 7200, "refresh_token": f"refresh-{code}",
+                      "openid": openid, "scope": "snsapi_base"} if openid else {
+                "errcode": 40029, "errmsg": "invalid code"}
             return self._json(answer)(environ, start_response)
         path = request.path.removeprefix("/cgi-bin/")
         if path in ("token", "stable_token"):
@@ -94,6 +101,18 @@ class WeChatStandIn:
             return self._json({"errcode": 40001, "errmsg": "invalid credential"})(environ, start_response)
         self._deliver(path, body)
         return self._json({"errcode": 0, "errmsg": "ok", "msgid": len(self.attempts)})(environ, start_response)
+
+    def _authorize(self, request: Request) -> Response:
+        """WeChat's authorisation page: silently sends `oauth_reader` back with a one-time code."""
+        args = dict(request.args)
+        self.authorize_requests.append(args)
+        if args.get("scope") != "snsapi_base" or not args.get("redirect_uri") or self.oauth_reader is None:
+            return Response("bad authorisation request", status=400)
+        code = f"code-{len(self.authorize_requests)}-{self.server.server_port}"
+        self.oauth_codes[code] = self.oauth_reader
+        sep = "&" if "?" in args["redirect_uri"] else "?"
+        return Response(status=302, headers={
+            "Location": f"{args['redirect_uri']}{sep}code={code}&state={args.get('state', '')}"})
 
     def _deliver(self, path: str, body: dict) -> None:
         """Delivers a message once per client_msg_id."""

@@ -62,7 +62,7 @@ def _load_user_and_check_csrf():
     uid = session.get("uid")
     if uid is not None:
         user = get_session().get(ConsoleUser, uid)
-        if user is not None and user.active:
+        if user is not None and user.active and session.get("epoch", 0) == user.session_epoch:
             g.user = user
         else:
             session.clear()
@@ -148,7 +148,7 @@ class _DatabaseLimiter:
         record_failure(get_session(), keys)
 
 
-def _limiter():
+def failure_counter():
     """Redis when configured, else the database."""
     url = current_app.config["REDSTEWARD"]["redis"]["url"]
     if not url:
@@ -159,18 +159,37 @@ def _limiter():
     return limiter
 
 
+def locked(limiter, keys: list[str]) -> bool:
+    """True while a username or an address has had too many failures in the window."""
+    per_user = current_app.config.get("CONSOLE_MAX_FAILURES_PER_USERNAME", MAX_PER_USERNAME)
+    per_address = current_app.config.get("CONSOLE_MAX_FAILURES_PER_ADDRESS", MAX_PER_ADDRESS)
+    return any(limiter.count(key) >= (per_address if key.startswith("ip:") else per_user)
+               for key in keys)
+
+
+def start_session(user: ConsoleUser, via: str | None = None) -> None:
+    """Audits the sign-in and starts a new session, so a planted session id is worthless."""
+    s = get_session()
+    audit.record(s, user.username, "login", detail={"via": via} if via else None, user_id=user.id,
+                 ip=client_ip())
+    s.commit()
+    session.clear()
+    session.permanent = True
+    session["uid"] = user.id
+    session["epoch"] = user.session_epoch
+    session["csrf"] = secrets.token_urlsafe(32)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """The sign-in form; a new session on success, so a planted session id is worthless."""
+    """The sign-in form; a new session on success."""
     if request.method == "GET":
         return render_template("console/login.html", error=None, username="")
     username = request.form.get("username", "").strip()[:64]
     password = request.form.get("password", "")
     keys = ["user:" + username.lower(), "ip:" + client_ip()]
-    limiter = _limiter()
-    per_user = current_app.config.get("CONSOLE_MAX_FAILURES_PER_USERNAME", MAX_PER_USERNAME)
-    per_address = current_app.config.get("CONSOLE_MAX_FAILURES_PER_ADDRESS", MAX_PER_ADDRESS)
-    if limiter.count(keys[0]) >= per_user or limiter.count(keys[1]) >= per_address:
+    limiter = failure_counter()
+    if locked(limiter, keys):
         return render_template("console/login.html", error="locked", username=username), 429
     s = get_session()
     user = authenticate(s, username, password)
@@ -179,12 +198,7 @@ def login():
         audit.record(s, username or "-", "login_failed", ip=client_ip())
         s.commit()
         return render_template("console/login.html", error="invalid", username=username), 401
-    audit.record(s, user.username, "login", user_id=user.id, ip=client_ip())
-    s.commit()
-    session.clear()
-    session.permanent = True
-    session["uid"] = user.id
-    session["csrf"] = secrets.token_urlsafe(32)
+    start_session(user)
     target = request.args.get("next", "")
     # Only same-site paths: an open redirect would make the login page a phishing aid.
     if not target.startswith("/console") or target.startswith("//"):

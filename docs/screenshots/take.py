@@ -98,7 +98,8 @@ def main() -> None:
                             ("announcements", "/console/announcements")]),
                 ("orgdept", [("dashboard", "/console/dashboard"),
                              ("assessment", "/console/assessment?min_sample=20"),
-                             ("resources", "/console/resources"), ("orgs", "/console/orgs")])):
+                             ("resources", "/console/resources"), ("orgs", "/console/orgs")]),
+                ("admin", [("users", "/console/users")])):
             context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900}, locale="zh-CN")
             page = context.new_page()
             if user:
@@ -109,7 +110,7 @@ def main() -> None:
                 page.wait_for_url("**/console/requests")
             for name, path in pages:
                 page.goto(path)
-                page.screenshot(path=str(OUT / f"{name}.png"), full_page=name not in ("inbox", "orgs"))
+                page.screenshot(path=str(OUT / f"{name}.png"), full_page=name not in ("inbox", "orgs", "users"))
                 print("wrote", OUT / f"{name}.png")
             context.close()
         browser.close()

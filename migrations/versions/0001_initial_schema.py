@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:28:23.731871
+Create Date: 2026-11-26 16:42:00.348328
 """
 from alembic import op
 import sqlalchemy as sa
@@ -186,9 +186,16 @@ def upgrade() -> None:
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_login_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('wechat_openid', sa.String(length=64), nullable=True),
+    sa.Column('wechat_linked_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('bind_digest', sa.String(length=64), nullable=True),
+    sa.Column('bind_expires_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('session_epoch', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['org_id'], ['organisations.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('username')
+    sa.UniqueConstraint('bind_digest'),
+    sa.UniqueConstraint('username'),
+    sa.UniqueConstraint('wechat_openid')
     )
     with op.batch_alter_table('console_users', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_console_users_org_id'), ['org_id'], unique=False)
