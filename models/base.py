@@ -1,10 +1,13 @@
 """Declarative base, time helpers and the engine/session factory."""
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import datetime, timezone
 
 from sqlalchemy import BigInteger, DateTime, Integer, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -43,10 +46,39 @@ class Base(DeclarativeBase):
     """Base class of every table."""
 
 
+BUSY_TIMEOUT = 15.0  # seconds a writer waits for SQLite's write lock before giving up
+_BUSY_POLL = 0.0005
+
+
+def _begin_immediate(dbapi_conn, timeout: float) -> None:
+    """BEGIN IMMEDIATE, polling every half millisecond while another writer holds the lock.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 … 100 ms between tries, so under steady
+    contention (two gunicorn workers, every message a write) a waiter often sleeps long after
+    the lock is free; polling finely hands the lock over within a fraction of a millisecond.
+    """
+    deadline = None
+    dbapi_conn.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.Error as exc:
+                now = time.monotonic()
+                deadline = deadline or now + timeout
+                if "locked" not in str(exc) and "busy" not in str(exc) or now >= deadline:
+                    # Wrapped as SQLAlchemy would have, so callers see one DBAPIError (503 → retry).
+                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+                time.sleep(_BUSY_POLL)
+    finally:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+
+
 def make_engine(url: str, echo: bool = False) -> Engine:
     """Creates the engine; SQLite gets WAL, a busy timeout and immediate write locks."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 15, "check_same_thread": False})
+        engine = create_engine(url, echo=echo, connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn, _record):
@@ -61,7 +93,7 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
             """Takes the write lock up front so two writers queue instead of deadlocking."""
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin_immediate(conn.connection.dbapi_connection, BUSY_TIMEOUT)
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
