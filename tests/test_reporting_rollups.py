@@ -11,7 +11,7 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.console.bench import generate
 from bot.console.dashboard import _months
@@ -153,6 +153,18 @@ def test_rolled_back_changes_leave_the_rollups_as_they_were(park_only, sessions,
             assert _rollup_rows(s) != stored
             s.rollback()
             assert _rollup_rows(s) == stored == _fresh_rows(s)
+
+
+def test_rebuild_command_restores_rollups_that_rows_written_past_the_orm_left_behind(park_only, sessions):
+    with sessions() as s:
+        stored = _rollup_rows(s)
+        s.execute(update(ServiceRequest).values(type="public_welfare"))  # a bulk UPDATE: no flush
+        s.commit()
+        assert _rollup_rows(s) == stored != _fresh_rows(s)
+    result = park_only.test_cli_runner().invoke(args=["reports", "rebuild"])
+    assert result.exit_code == 0 and "rollup rows rebuilt" in result.output
+    with sessions() as s:
+        assert _rollup_rows(s) == _fresh_rows(s) != stored
 
 
 @pytest.fixture
