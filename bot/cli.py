@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -117,11 +118,27 @@ def park_generate(requests):
     click.echo(f"{requests:,} requests and {requests // 2:,} residents generated")
 
 
+reports_cli = AppGroup("reports", help="The daily rollups behind the dashboard and the assessment.")
+
+
+@reports_cli.command("rebuild")
+def reports_rebuild():
+    """Recompute the rollups from the requests (after rows were written past the ORM, or to check)."""
+    from models import rollup
+
+    from .db import get_session
+    session = get_session()
+    t0 = time.perf_counter()
+    rows = rollup.rebuild(session)
+    session.commit()
+    click.echo(f"{rows:,} rollup rows rebuilt in {time.perf_counter() - t0:.1f} s")
+
+
 def init_app(app: Flask) -> None:
     """Registers the command groups."""
     from .content import content_cli
     from .qr import qr_cli
-    for group in (db_cli, menu_cli, demo_cli, outbox_cli, content_cli, qr_cli, park_cli):
+    for group in (db_cli, menu_cli, demo_cli, outbox_cli, content_cli, qr_cli, park_cli, reports_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve_setup)
     from .orgimport import org_cli

@@ -23,7 +23,7 @@ from .wechat import AccessToken, ProcessedMessage, SandboxCall
 from .user import ConsoleUser, LoginFailure
 from .audit import AuditEntry
 from .resource import Resource
-from . import reporting  # the reporting indexes belong to the schema
+from . import reporting, rollup  # the reporting indexes and the rollups belong to the schema
 
 __all__ = [
     "pii", "Base", "make_engine", "make_session_factory", "utcnow",

@@ -1,12 +1,13 @@
 """The dashboard: the programme's headline figures and charts, all from aggregate queries."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from flask import Blueprint, render_template, request
 from sqlalchemy import select
 
 from models import Organisation, reporting, utcnow
+from models.rollup import PARK_TZ
 from models.request import TYPES
 
 from ..db import get_session
@@ -15,7 +16,7 @@ from .auth import login_required
 
 bp = Blueprint("console_dashboard", __name__, url_prefix="/console")
 
-CHINA = timezone(timedelta(hours=8))
+CHINA = PARK_TZ
 READERS = ("admin", "organisation_department")
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:42:00.348328
+Create Date: 2026-11-26 16:58:05.338068
 """
 from alembic import op
 import sqlalchemy as sa
@@ -96,6 +96,31 @@ def upgrade() -> None:
     with op.batch_alter_table('processed_messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_processed_messages_created_at'), ['created_at'], unique=False)
 
+    op.create_table('request_rollups',
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('community_id', sa.Integer(), nullable=False),
+    sa.Column('handler_id', sa.Integer(), nullable=False),
+    sa.Column('type', sa.String(length=32), nullable=False),
+    sa.Column('total', sa.Integer(), nullable=False),
+    sa.Column('closed', sa.Integer(), nullable=False),
+    sa.Column('open', sa.Integer(), nullable=False),
+    sa.Column('open_unanswered', sa.Integer(), nullable=False),
+    sa.Column('answered', sa.Integer(), nullable=False),
+    sa.Column('on_time', sa.Integer(), nullable=False),
+    sa.Column('resolved', sa.Integer(), nullable=False),
+    sa.Column('resolved_first_time', sa.Integer(), nullable=False),
+    sa.Column('satisfied', sa.Integer(), nullable=False),
+    sa.Column('basically_satisfied', sa.Integer(), nullable=False),
+    sa.Column('unsatisfied', sa.Integer(), nullable=False),
+    sa.Column('unrated', sa.Integer(), nullable=False),
+    sa.Column('lt1h', sa.Integer(), nullable=False),
+    sa.Column('lt4h', sa.Integer(), nullable=False),
+    sa.Column('lt1d', sa.Integer(), nullable=False),
+    sa.Column('lt3d', sa.Integer(), nullable=False),
+    sa.Column('lt7d', sa.Integer(), nullable=False),
+    sa.Column('ge7d', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('day', 'community_id', 'handler_id', 'type')
+    )
     op.create_table('retention_marks',
     sa.Column('name', sa.String(length=64), nullable=False),
     sa.Column('reached', models.base.UTCDateTime(timezone=True), nullable=False),
@@ -827,6 +852,7 @@ def downgrade() -> None:
     op.drop_table('sandbox_calls')
     op.drop_table('rewards')
     op.drop_table('retention_marks')
+    op.drop_table('request_rollups')
     with op.batch_alter_table('processed_messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_processed_messages_created_at'))
 
