@@ -71,6 +71,7 @@ DEFAULTS: dict[str, dict] = {
         "outbox_interval_seconds": 5,
         "outbox_rate_per_second": 50,
         "outbox_max_attempts": 8,
+        "outbox_threads": 8,
         "takeover_seconds": 5,
         "scan_interval_seconds": 300,
         "reminder_hours": [24, 0],
