@@ -1,8 +1,9 @@
 """The outbox's send rate: evenly spaced slots, shared by threads, and by processes through Redis.
 
 A slot is reserved before each send (GCRA: the next slot is one interval after the last one
-handed out, or now when the line is idle), so sends are spaced 1/rate apart however many
-threads send, and no whole second ever holds more than `rate` slots. With Redis configured
+handed out, or now when the line is idle), so sends are spaced 1/(rate - 1) apart however
+many threads send: no second holds more than `rate` of them even when each leaves up to
+about 1/rate seconds after its slot. With Redis configured
 the next-slot time lives there, so every dispatcher of the account shares one rate; while
 Redis cannot be reached the process keeps its own.
 """
@@ -34,7 +35,9 @@ class Pacer:
 
     def __init__(self, rate: float, redis_url: str = "", name: str = ""):
         """Remembers the rate; the Redis client is built on first use."""
-        self.interval = 1.0 / rate
+        # One slot a second of headroom: a send that leaves a few milliseconds after its slot
+        # (a thread woken late) then never lands as one too many in a second.
+        self.interval = 1.0 / (rate - 1 if rate > 2 else rate)
         self.redis_url = redis_url
         self.key = f"redsteward:outbox:next-slot:{name}"
         self._redis = None
