@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -116,7 +117,9 @@ def drain(url: str, port: int, rate: int) -> dict:
 
 def main(databases: list[str]) -> list[dict]:
     """Starts the stand-in, drains once unlimited and once rate-limited per database."""
-    port = 5189
+    with socket.socket() as sock:  # a free loopback port, so benches running at once stay apart
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
     try:
         deadline = time.monotonic() + 20

@@ -1,4 +1,4 @@
-"""Commands under `flask --app wsgi …`: database, menu, demo data, outbox."""
+"""Commands under `flask --app wsgi …`: database, menu, demo data, outbox, personal-data keys."""
 from __future__ import annotations
 
 import sys
@@ -19,6 +19,7 @@ db_cli = AppGroup("db", help="Database schema.")
 menu_cli = AppGroup("menu", help="menus.yaml: check and push to WeChat.")
 demo_cli = AppGroup("demo", help="Demo data for sandbox mode.")
 outbox_cli = AppGroup("outbox", help="The outbox of template messages and e-mails.")
+pii_cli = AppGroup("pii", help="Personal data at rest: key rotation.")
 
 
 def alembic_config(url: str) -> Config:
@@ -90,6 +91,69 @@ def outbox_send():
     click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
 
 
+def _census_table(census) -> None:
+    """One line per encrypted column: values under the current key, previous keys, none; re-encrypted."""
+    keys = len(current_app.config["REDSTEWARD"]["app"]["pii_previous_keys"])
+    for column in sorted({c for c, _ in census.by_key}):
+        parts = [f"current {census.by_key[(column, 0)]}"]
+        parts += [f"previous {n}: {census.by_key[(column, n)]}" for n in range(1, keys + 1)]
+        parts.append(f"unreadable {census.by_key[(column, None)]}")
+        if census.rewritten[column]:
+            parts.append(f"re-encrypted {census.rewritten[column]}")
+        click.echo(f"{column:<32} " + ", ".join(parts))
+    old = sum(census.count(n) for n in range(1, keys + 1))
+    click.echo(f"total: current key {census.count(0)}, previous keys {old}, unreadable {census.count(None)}"
+               + (f", re-encrypted {sum(census.rewritten.values())}" if census.rewritten else ""))
+
+
+def _fail_on_unreadable(census) -> None:
+    """Names where unreadable values are (never the values) and fails the command."""
+    if census.count(None):
+        for where in census.unreadable:
+            click.echo(f"unreadable: {where}", err=True)
+        click.echo("some values are under a key that is neither app.pii_key nor in app.pii_previous_keys",
+                   err=True)
+        sys.exit(1)
+
+
+def _batch_echo(verb: str):
+    """A progress callback printing a running count per column, at most one line per 10,000 values."""
+    seen: dict[str, int] = {}
+
+    def progress(column: str, rows: int) -> None:
+        """Counts a batch and prints when a 10,000 boundary is crossed."""
+        before = seen.get(column, 0)
+        seen[column] = before + rows
+        if seen[column] // 10_000 > before // 10_000:
+            click.echo(f"  {column}: {seen[column]} {verb}")
+    return progress
+
+
+def _walk_encrypted(rewrite: bool, batch_size: int) -> None:
+    """Counts (and with `rewrite`, re-encrypts) every stored value, prints per column, fails on unreadable."""
+    from models import Base, pii
+    sessions = current_app.extensions["redsteward.sessions"]
+    walk = pii.rotate if rewrite else pii.census
+    census = walk(sessions, Base.metadata, batch_size, progress=_batch_echo("checked" if rewrite else "read"))
+    _census_table(census)
+    _fail_on_unreadable(census)
+
+
+@pii_cli.command("status")
+@click.option("--batch-size", default=1000, show_default=True, help="Rows read per transaction.")
+def pii_status(batch_size):
+    """Count stored personal-data values by the key they are under (reads every value)."""
+    _walk_encrypted(False, batch_size)
+
+
+@pii_cli.command("rotate")
+@click.option("--batch-size", default=500, show_default=True, help="Rows re-encrypted per transaction.")
+def pii_rotate(batch_size):
+    """Re-encrypt every value under a previous key with app.pii_key; safe to stop and run again."""
+    _walk_encrypted(True, batch_size)
+    click.echo("every value is now under app.pii_key")
+
+
 @click.command("serve-setup")
 def serve_setup():
     """What `make run` does before serving: migrate, load demo data into an empty sandbox."""
@@ -138,7 +202,8 @@ def init_app(app: Flask) -> None:
     """Registers the command groups."""
     from .content import content_cli
     from .qr import qr_cli
-    for group in (db_cli, menu_cli, demo_cli, outbox_cli, content_cli, qr_cli, park_cli, reports_cli):
+    for group in (db_cli, menu_cli, demo_cli, outbox_cli, pii_cli, content_cli, qr_cli, park_cli,
+                  reports_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve_setup)
     from .orgimport import org_cli

@@ -16,6 +16,7 @@ DEFAULTS: dict[str, dict] = {
         "max_body_bytes": 1_048_576,
         "timestamp_window_seconds": 0,
         "pii_key": "",
+        "pii_previous_keys": [],
         "rate_limit_per_minute": 30,
         "flow_idle_minutes": 30,
         "dedup_keep_seconds": 600,
@@ -70,6 +71,7 @@ DEFAULTS: dict[str, dict] = {
         "outbox_interval_seconds": 5,
         "outbox_rate_per_second": 50,
         "outbox_max_attempts": 8,
+        "outbox_threads": 8,
         "takeover_seconds": 5,
         "scan_interval_seconds": 300,
         "reminder_hours": [24, 0],
@@ -188,6 +190,10 @@ def _finish(settings: dict) -> dict:
     for key in ("api_base_url", "oauth_base_url"):
         if not wx[key].endswith("/"):
             wx[key] += "/"
+    previous = settings["app"]["pii_previous_keys"]
+    if not isinstance(previous, list) or not all(isinstance(k, str) and k for k in previous):
+        raise ConfigError("app.pii_previous_keys must be a list of non-empty strings "
+                          f"({ENV_PREFIX}APP_PII_PREVIOUS_KEYS: comma-separated)")
     if not settings["app"]["pii_key"]:
         # Sandbox only: a fixed key derived from the secret key keeps demo data readable.
         settings["app"]["pii_key"] = "sandbox:" + settings["app"]["secret_key"]

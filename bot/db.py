@@ -10,7 +10,7 @@ from models import make_engine, make_session_factory, pii
 def init_app(app: Flask) -> None:
     """Builds the engine from settings and closes the request's session on teardown."""
     settings = app.config["REDSTEWARD"]
-    pii.configure(settings["app"]["pii_key"])
+    pii.configure(settings["app"]["pii_key"], settings["app"]["pii_previous_keys"])
     engine = make_engine(settings["database"]["url"], echo=settings["database"]["echo"])
     app.extensions["redsteward.engine"] = engine
     app.extensions["redsteward.sessions"] = make_session_factory(engine)

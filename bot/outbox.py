@@ -1,27 +1,46 @@
-"""The outbox dispatcher: sends queued template messages, kf messages and e-mails, with retries."""
+"""The outbox dispatcher: sends queued template messages, kf messages and e-mails, with retries.
+
+Exactly once, as far as WeChat allows: a batch of due messages is claimed in one transaction
+(status "sending", attempts + 1, a lease of LEASE under a fresh owner id) and committed before
+any call, so a message is never sent by two dispatchers at once. Sends run on a few threads
+sharing one keep-alive HTTP session and the access token, paced by `bot.pacing`; outcomes are
+recorded in batched updates that only the lease's owner may make. A dispatcher killed between
+a send and its record leaves the row "sending" until the lease runs out; then it is sent again
+with the same `client_msg_id`, which WeChat delivers once (for ten minutes; the lease is one).
+"""
 from __future__ import annotations
 
 import base64
 import logging
 import smtplib
+import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 from wechatpy.exceptions import WeChatClientException
 
 from models import OutboxMessage, utcnow
 
+from .pacing import pacer_for
+
 logger = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
+# No send starts later than this into a lease, so its outcome is recorded before the lease ends.
+SEND_WINDOW = LEASE * 0.75
 GIVE_UP_CODES = {43004, 40003, 43101, 47003, 40037}  # unsubscribed, bad openid, refused, bad data, bad template
 DEFER_CODES = {45009, 45047}  # daily quota reached, too many kf messages
 DEFER_FOR = timedelta(hours=1)
+RECORD_EVERY = 50  # outcomes per recording transaction…
+RECORD_SECONDS = 0.25  # …or sooner, so a crash leaves few sent messages unrecorded
 
 
 class Permanent(Exception):
@@ -32,39 +51,84 @@ class Deferred(Exception):
     """A send to try much later (quota)."""
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A message this dispatcher holds the lease of."""
+
+    id: int
+    kind: str
+    recipient: str
+    payload: dict
+    key: str
+    attempts: int
+
+
 def dispatch_due(sessions: sessionmaker, client, settings: dict, limit: int = 200, now=None) -> dict:
-    """Claims due messages, sends each, records the outcome; returns counts by outcome."""
+    """Claims due messages, sends them on a few threads, records the outcomes; returns counts by outcome."""
     now = now or utcnow()
-    claimed = _claim(sessions, limit, now)
+    sch = settings["scheduler"]
+    pacer = pacer_for(settings)
+    if sch["outbox_rate_per_second"]:
+        # Never claim more than the rate lets out before the send window closes.
+        limit = min(limit, max(1, int(sch["outbox_rate_per_second"] * SEND_WINDOW.total_seconds())))
+    owner = uuid.uuid4().hex
+    claimed = _claim(sessions, limit, now, owner)
     counts = {"sent": 0, "retry": 0, "failed": 0, "deferred": 0}
-    rate = settings["scheduler"]["outbox_rate_per_second"]
-    started = time.monotonic()
-    for n, (msg_id, kind, recipient, payload, key, attempts) in enumerate(claimed):
-        if rate:
-            # Pace sends to the configured rate so WeChat's limits are not hit.
-            delay = n / rate - (time.monotonic() - started)
-            if delay > 0:
-                time.sleep(delay)
-        outcome, error = _send_one(client, settings, kind, recipient, payload, key)
-        counts[_record(sessions, msg_id, outcome, error, attempts, settings)] += 1
+    if not claimed:
+        return counts
+    closes = time.monotonic() + SEND_WINDOW.total_seconds()
+    closed = threading.Event()
+    if any(msg.kind != "email" for msg in claimed):
+        _warm_token(client)
+
+    def send(msg: Claimed) -> tuple[Claimed, str, str | None]:
+        """Waits for a send slot and sends; 'unsent' when the lease's send window closed first."""
+        if closed.is_set():
+            return msg, "unsent", None
+        wait = pacer.reserve() if pacer else 0.0
+        if time.monotonic() + wait > closes:
+            closed.set()  # later messages would not fit either: take no more slots
+            return msg, "unsent", None
+        if wait > 0:
+            time.sleep(wait)
+        return (msg, *_send_one(client, settings, msg.kind, msg.recipient, msg.payload, msg.key))
+
+    pending: list[tuple[Claimed, str, str | None]] = []
+    flushed = time.monotonic()
+    with ThreadPoolExecutor(max(1, min(sch["outbox_threads"], len(claimed))),
+                            thread_name_prefix="outbox") as pool:
+        for done in as_completed([pool.submit(send, msg) for msg in claimed]):
+            pending.append(done.result())
+            if len(pending) >= RECORD_EVERY or time.monotonic() - flushed >= RECORD_SECONDS:
+                _record(sessions, owner, pending, settings, counts)
+                pending, flushed = [], time.monotonic()
+    _record(sessions, owner, pending, settings, counts)
     return counts
 
 
-def _claim(sessions: sessionmaker, limit: int, now) -> list[tuple]:
-    """Marks due rows as being sent, with a lease, so a crashed sender's rows come back."""
+def _warm_token(client) -> None:
+    """Fetches the shared token once before the threads start, so none waits for it inside its send slot."""
+    try:
+        client.access_token
+    except (requests.RequestException, WeChatClientException) as exc:
+        # Each send will meet the same trouble and be recorded as a retry.
+        logger.warning("outbox: no access token (%s)", type(exc).__name__)
+
+
+def _claim(sessions: sessionmaker, limit: int, now, owner: str) -> list[Claimed]:
+    """Marks due rows as being sent under a lease held by `owner`, in one transaction."""
+    t = OutboxMessage
     with sessions() as s, s.begin():
-        rows = s.scalars(select(OutboxMessage)
-                         .where(OutboxMessage.status.in_(("pending", "sending")),
-                                OutboxMessage.next_attempt_at <= now)
-                         .order_by(OutboxMessage.id).limit(limit)
+        rows = s.execute(select(t.id, t.kind, t.recipient, t.payload, t.idempotency_key, t.attempts)
+                         .where(t.status.in_(("pending", "sending")), t.next_attempt_at <= now)
+                         .order_by(t.id).limit(limit)
                          .with_for_update(skip_locked=True)).all()
-        out = []
-        for row in rows:
-            row.status = "sending"
-            row.attempts += 1
-            row.next_attempt_at = now + LEASE
-            out.append((row.id, row.kind, row.recipient, row.payload, row.idempotency_key, row.attempts))
-        return out
+        if rows:
+            s.execute(update(t).where(t.id.in_([r.id for r in rows]))
+                      .values(status="sending", attempts=t.attempts + 1, next_attempt_at=now + LEASE,
+                              lease_owner=owner)
+                      .execution_options(synchronize_session=False))
+    return [Claimed(r.id, r.kind, r.recipient, r.payload, r.idempotency_key, r.attempts + 1) for r in rows]
 
 
 def _send_one(client, settings, kind, recipient, payload, key) -> tuple[str, str | None]:
@@ -98,25 +162,46 @@ def _send_one(client, settings, kind, recipient, payload, key) -> tuple[str, str
         return "failed", str(exc)
 
 
-def _record(sessions: sessionmaker, msg_id: int, outcome: str, error: str | None, attempts: int,
-            settings: dict) -> str:
-    """Stores the outcome (retries back off exponentially, up to the configured attempts); returns it."""
+def _record(sessions: sessionmaker, owner: str, results: list, settings: dict, counts: dict) -> None:
+    """Stores outcomes in one transaction, for rows `owner` still holds; adds them to `counts`.
+
+    Retries back off exponentially, up to the configured attempts; a used-up quota waits
+    without spending an attempt; a message not sent because the send window closed is due again.
+    """
+    if not results:
+        return
     now = utcnow()
+    t = OutboxMessage
     with sessions() as s, s.begin():
-        row = s.get(OutboxMessage, msg_id)
-        row.last_error = error
-        if outcome == "sent":
-            row.status, row.sent_at = "sent", now
-        elif outcome == "deferred":
-            # A used-up daily quota is not the message's fault: wait, without spending an attempt.
-            row.status, row.attempts, row.next_attempt_at = "pending", max(0, attempts - 1), now + DEFER_FOR
-        elif outcome == "failed" or attempts >= settings["scheduler"]["outbox_max_attempts"]:
-            row.status, outcome = "failed", "failed"
-            logger.warning("outbox %s failed for good: %s", msg_id, error)
-        else:
-            row.status = "pending"
-            row.next_attempt_at = now + timedelta(seconds=min(3600, 2 ** attempts))
-    return outcome
+        held = set(s.scalars(select(t.id).where(t.id.in_([m.id for m, _, _ in results]), t.lease_owner == owner)
+                             .with_for_update()))
+        rows = []
+        for msg, outcome, error in results:
+            if msg.id not in held:
+                # Another dispatcher took the row after the lease ran out; its outcome stands.
+                logger.warning("outbox %s: lease lost before its outcome (%s) was recorded", msg.id, outcome)
+                continue
+            row = {"id": msg.id, "lease_owner": None}
+            if outcome == "unsent":
+                # Never tried: due again at once, the attempt given back.
+                row.update(status="pending", attempts=msg.attempts - 1, next_attempt_at=now)
+                rows.append(row)
+                continue
+            row["last_error"] = error
+            if outcome == "sent":
+                row.update(status="sent", sent_at=now)
+            elif outcome == "deferred":
+                # A used-up daily quota is not the message's fault: wait, without spending an attempt.
+                row.update(status="pending", attempts=max(0, msg.attempts - 1), next_attempt_at=now + DEFER_FOR)
+            elif outcome == "failed" or msg.attempts >= settings["scheduler"]["outbox_max_attempts"]:
+                row["status"], outcome = "failed", "failed"
+                logger.warning("outbox %s failed for good: %s", msg.id, error)
+            else:
+                row.update(status="pending", next_attempt_at=now + timedelta(seconds=min(3600, 2 ** msg.attempts)))
+            rows.append(row)
+            counts[outcome] += 1
+        if rows:
+            s.execute(update(t), rows)
 
 
 def send_email(mail: dict, payload: dict, key: str) -> None:

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import requests
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
@@ -17,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 TOKEN_ERRORS = {40001, 40014, 42001}
 EARLY_REFRESH = timedelta(seconds=300)
+# How long a client reuses the shared token before reading the store again. A token another
+# process replaced still works for minutes, and a rejected one is refreshed at once.
+TOKEN_REUSE_SECONDS = 30
 
 
 class TokenStore:
@@ -34,9 +40,20 @@ class TokenStore:
                 return row.token
         return None
 
+    def _ensure_row(self) -> None:
+        """Creates the (expired) token row once, so the first fetchers have a row to lock and queue on."""
+        with self.sessions() as s, s.begin():
+            if s.get(AccessToken, self.appid) is None:
+                try:
+                    with s.begin_nested():
+                        s.add(AccessToken(appid=self.appid, token="", expires_at=datetime.fromtimestamp(0, UTC)))
+                except IntegrityError:
+                    pass  # another process created it first
+
     @contextmanager
     def refreshing(self, stale: str | None):
         """Yields None if another process already refreshed, else a setter; holds the lock."""
+        self._ensure_row()
         with self.sessions() as s, s.begin():
             row = s.scalar(select(AccessToken).where(AccessToken.appid == self.appid).with_for_update())
             if row and row.token != stale and row.expires_at - EARLY_REFRESH > utcnow():
@@ -89,19 +106,35 @@ class ApiClient(WeChatClient):
         self.API_BASE_URL = self.base + "cgi-bin/"
         self.use_stable = wx["use_stable_token"]
         self.store = store
+        self._reuse: tuple[str, float] | None = None
+        self._reuse_lock = threading.Lock()
         if http is not None:
             self._http = http
+        # Keep-alive connections for every outbox thread, not urllib3's default of ten.
+        pool = max(10, settings["scheduler"]["outbox_threads"])
+        self._http.mount(self.base, requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool))
 
     @property
     def access_token(self) -> str:
-        """The shared token, fetched once for all processes when missing."""
-        return self.store.get() or self._refresh(stale=None)
+        """The shared token (reused for a few seconds), fetched once for all processes when missing."""
+        reuse = self._reuse
+        if reuse and reuse[1] > time.monotonic():
+            return reuse[0]
+        return self._remember(self.store.get() or self._refresh(stale=None))
+
+    def _remember(self, token: str) -> str:
+        """Keeps the token for TOKEN_REUSE_SECONDS in this client; returns it."""
+        with self._reuse_lock:
+            self._reuse = (token, time.monotonic() + TOKEN_REUSE_SECONDS)
+        return token
 
     def _refresh(self, stale: str | None) -> str:
         """Fetches a new token unless another process already did (re-checked under the lock)."""
+        with self._reuse_lock:
+            self._reuse = None
         with self.store.refreshing(stale) as (box, fresh):
             if box is None:
-                return fresh
+                return self._remember(fresh)
             if self.use_stable:
                 res = self._http.post(self.API_BASE_URL + "stable_token", timeout=self.timeout,
                                       json={"grant_type": "client_credential", "appid": self.appid,
@@ -116,7 +149,7 @@ class ApiClient(WeChatClient):
                 raise WeChatClientException(data["errcode"], data.get("errmsg"), client=self)
             box["token"], box["expires_in"] = data["access_token"], int(data.get("expires_in", 7200))
             logger.info("access token refreshed (expires in %ss)", box["expires_in"])
-            return data["access_token"]
+        return self._remember(data["access_token"])
 
     def fetch_access_token(self):
         """wechatpy's hook, pointed at our shared refresh."""

@@ -1,12 +1,8 @@
 """The outbox against a real loopback WeChat API stand-in that fails on command."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -16,9 +12,7 @@ from models import OutboxMessage, enqueue, utcnow
 
 from .park import park_with_request
 from .wechat import WeChatSim
-from .wechat_standin import run_outbox, standin  # noqa: F401  (fixture)
-
-ROOT = Path(__file__).resolve().parent.parent
+from .wechat_standin import dispatcher_process, run_outbox, standin  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -111,15 +105,7 @@ def test_a_crash_between_sending_and_recording_never_sends_twice(app, standin, d
     msg_id = queue(app)
     standin.hang_seconds = 30
     standin.fail_next("hang")
-    script = (
-        "from bot import create_app, outbox\n"
-        "from bot.wechat_api import build_client\n"
-        f"app = create_app({{'database': {{'url': {db_url!r}}}, 'wechat': {{'api_base_url': {standin.url!r},"
-        " 'timeout_seconds': 60.0}, 'scheduler': {'outbox_rate_per_second': 0}})\n"
-        "s = app.extensions['redsteward.sessions']\n"
-        "outbox.dispatch_due(s, build_client(app.config['REDSTEWARD'], s), app.config['REDSTEWARD'])\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDSTEWARD_")}
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env)
+    proc = dispatcher_process(db_url, standin.url)
     try:
         deadline = time.monotonic() + 20
         while not standin.attempts and time.monotonic() < deadline:

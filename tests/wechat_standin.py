@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import Message
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -17,6 +21,8 @@ from werkzeug.wrappers import Request, Response
 from bot import outbox
 from bot.wechat_api import build_client
 from models import utcnow
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -87,7 +93,8 @@ class WeChatStandIn:
         body = json.loads(request.get_data() or b"{}")
         with self._lock:
             fault = self.faults.pop(0) if self.faults else None
-            self.attempts.append({"path": path, "token": request.args.get("access_token"), **body})
+            self.attempts.append({"path": path, "token": request.args.get("access_token"), "at": time.monotonic(),
+                                  **body})
         if fault == "hang":
             # WeChat did the work but the answer never arrives in time.
             self._deliver(path, body)
@@ -176,6 +183,20 @@ def smtp():
     server = SMTPServer().start()
     yield server
     server.stop()
+
+
+def dispatcher_process(db_url: str, api_url: str, **scheduler) -> subprocess.Popen:
+    """One outbox pass in a process of its own (for kill -9), with a 60 s API timeout."""
+    settings = {"database": {"url": db_url}, "wechat": {"api_base_url": api_url, "timeout_seconds": 60.0},
+                "scheduler": {"outbox_rate_per_second": 0, **scheduler}}
+    script = (
+        "from bot import create_app, outbox\n"
+        "from bot.wechat_api import build_client\n"
+        f"app = create_app({settings!r})\n"
+        "s = app.extensions['redsteward.sessions']\n"
+        "outbox.dispatch_due(s, build_client(app.config['REDSTEWARD'], s), app.config['REDSTEWARD'])\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDSTEWARD_")}
+    return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env)
 
 
 def run_outbox(app, later: timedelta = timedelta(0)) -> dict:
