@@ -26,7 +26,10 @@ LAST_SEEN_EVERY = timedelta(minutes=1)
 
 # A returning resident in one round trip: their row, their conversation locked (FOR UPDATE OF on
 # PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers), and the reply already given to
-# this delivery, if any. Built once; each message only binds its values.
+# this delivery, if any. Built once; each message only binds its values. On PostgreSQL a twin
+# delivery that waited for the lock may not see the first one's processed row (the subquery reads
+# the statement's snapshot): its insert then conflicts at commit and it answers with the stored
+# reply (the IntegrityError branch below), its own work rolled back.
 _LOAD = (select(Resident, Conversation,
                 select(ProcessedMessage.reply).where(ProcessedMessage.key == bindparam("key"))
                 .scalar_subquery().label("done"),
