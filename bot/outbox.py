@@ -3,7 +3,8 @@
 Exactly once, as far as WeChat allows: a batch of due messages is claimed in one transaction
 (status "sending", attempts + 1, a lease of LEASE under a fresh owner id) and committed before
 any call, so a message is never sent by two dispatchers at once. Sends run on a few threads
-sharing one keep-alive HTTP session and the access token, paced by `bot.pacing`; outcomes are
+sharing one keep-alive HTTP session and the access token, paced by `bot.pacing`; one recipient's
+messages go out in the order they were queued, on one thread; outcomes are
 recorded in batched updates that only the lease's owner may make. A dispatcher killed between
 a send and its record leaves the row "sending" until the lease runs out; then it is sent again
 with the same `client_msg_id`, which WeChat delivers once (for ten minutes; the lease is one).
@@ -93,12 +94,18 @@ def dispatch_due(sessions: sessionmaker, client, settings: dict, limit: int = 20
             time.sleep(wait)
         return (msg, *_send_one(client, settings, msg.kind, msg.recipient, msg.payload, msg.key))
 
+    # One person's messages go out in the order they were queued (the 已办结 notice before the
+    # rating question), so each recipient's messages are sent one after another on one thread.
+    queues: dict[str, list[Claimed]] = {}
+    for msg in claimed:  # claimed in id order
+        queues.setdefault(msg.recipient, []).append(msg)
+
     pending: list[tuple[Claimed, str, str | None]] = []
     flushed = time.monotonic()
-    with ThreadPoolExecutor(max(1, min(sch["outbox_threads"], len(claimed))),
+    with ThreadPoolExecutor(max(1, min(sch["outbox_threads"], len(queues))),
                             thread_name_prefix="outbox") as pool:
-        for done in as_completed([pool.submit(send, msg) for msg in claimed]):
-            pending.append(done.result())
+        for done in as_completed([pool.submit(lambda q: [send(m) for m in q], q) for q in queues.values()]):
+            pending.extend(done.result())
             if len(pending) >= RECORD_EVERY or time.monotonic() - flushed >= RECORD_SECONDS:
                 _record(sessions, owner, pending, settings, counts)
                 pending, flushed = [], time.monotonic()

@@ -62,6 +62,21 @@ def test_a_batch_on_threads_from_an_empty_database_fetches_one_token_and_sends_e
     assert run_outbox(app)["sent"] == 0
 
 
+def test_each_resident_gets_their_messages_in_the_order_they_were_queued(make, standin):
+    app = make()
+    standin.latency = (0.0, 0.02)  # sends finish out of order unless one person's wait for each other
+    with app.extensions["redsteward.sessions"]() as s, s.begin():
+        for who in range(12):
+            for step in range(5):  # e.g. 已受理, 已答复, 已办结, then the rating question
+                enqueue(s, "template", f"o_order{who:02d}", {"template_id": "TPL", "url": "",
+                                                              "data": {"thing1": {"value": f"第{step}步"}}},
+                        f"order:{who}:{step}")
+    assert run_outbox(app)["sent"] == 60
+    for who in range(12):
+        got = [m["data"]["thing1"]["value"] for m in standin.to(f"o_order{who:02d}")]
+        assert got == [f"第{step}步" for step in range(5)]
+
+
 def test_a_token_rejected_mid_batch_is_refreshed_once_for_every_thread(make, standin):
     app = make()
     queue(app, 5, "warm")

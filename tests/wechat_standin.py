@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import random
 import os
 import socket
 import subprocess
@@ -45,6 +46,7 @@ class WeChatStandIn:
         self.delivered: list[dict] = []
         self.faults: list[str | int] = []
         self.hang_seconds = 3.0
+        self.latency = (0.0, 0.0)  # each send takes between these many seconds, as over a real network
         self.oauth_codes: dict[str, str] = {}  # code → openid, for snsapi_base
         self.oauth_reader: str | None = None  # who WeChat's browser says is reading (authorize page)
         self.authorize_requests: list[dict] = []
@@ -95,6 +97,8 @@ class WeChatStandIn:
             fault = self.faults.pop(0) if self.faults else None
             self.attempts.append({"path": path, "token": request.args.get("access_token"), "at": time.monotonic(),
                                   **body})
+        if self.latency[1]:
+            time.sleep(random.uniform(*self.latency))
         if fault == "hang":
             # WeChat did the work but the answer never arrives in time.
             self._deliver(path, body)
