@@ -1,15 +1,16 @@
 """`make bench`: the webhook under wrk beside the two anchors, memory per worker, the outbox.
 
-Serves each bot with gunicorn -w 2 on a loopback port, replays the same signed
-deliveries (bench/messages.py) with wrk, several runs each, and prints medians and
-ratios. Targets are printed beside the figures, never asserted.
-Knobs (environment): BENCH_SECONDS (per run, default 10), BENCH_RUNS (default 3),
+Serves every bot at once, each with gunicorn -w 2 on its own loopback port, and replays
+the same signed deliveries (bench/messages.py) with wrk in rounds: one run per bot per
+round, back to back, so each ratio compares runs made under the same machine load. Prints
+medians and ratios; targets are printed beside the figures, never asserted.
+Knobs (environment): BENCH_SECONDS (per run, default 10), BENCH_RUNS (rounds, default 5),
 BENCH_RESIDENTS (default 50000), BENCH_MEMORY_MESSAGES (default 100000, 0 skips),
 BENCH_MEMORY_MAX_SECONDS (cap on both memory rounds together, default 300),
-BENCH_PG_URL (default the rs_bench database on 127.0.0.1, created if missing; empty
-string skips PostgreSQL), BENCH_ONLY (comma-separated target names),
+BENCH_PG_URL (default rs_bench on 127.0.0.1: databases rs_bench_plain and rs_bench_safe
+are created if missing; empty string skips PostgreSQL), BENCH_ONLY (comma-separated target names),
 BENCH_OUTBOX_MESSAGES (default 1000), BENCH_OUTBOX_RATE (the limited run, default 100/s), BENCH_PROFILE=1
-(py-spy records one Red Steward worker during the first run of each target).
+(py-spy records one Red Steward worker during the first round).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from bench import messages  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
-RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 RESIDENTS = int(os.environ.get("BENCH_RESIDENTS", "50000"))
 MEMORY_MESSAGES = int(os.environ.get("BENCH_MEMORY_MESSAGES", "100000"))
 MEMORY_MAX_SECONDS = int(os.environ.get("BENCH_MEMORY_MAX_SECONDS", "300"))
@@ -196,7 +197,7 @@ def deliveries_file(mode: str, run: int, count: int = PER_RUN) -> Path:
 
 
 def targets(pg_url: str | None) -> list[dict]:
-    """Every bot to measure: the two anchors, then Red Steward in each configuration."""
+    """Every bot to measure: the two anchors, then Red Steward in each configuration (a database each)."""
     anchors = BENCH / "anchors"
     out = [
         {"name": "wechatpy-echo", "mode": "plain",
@@ -204,11 +205,16 @@ def targets(pg_url: str | None) -> list[dict]:
         {"name": "werobot", "mode": "plain",
          "argv": [str(ensure_anchor_venv()), "-w", "2", "werobot_echo:app"], "cwd": anchors},
     ]
-    dbs = [("sqlite", f"sqlite:///{WORK}/rs.sqlite3")]
-    if pg_url:
-        dbs.append(("pg", pg_url))
-    for db, url in dbs:
+    for db in ("sqlite", "pg"):
         for mode in ("plain", "safe"):
+            if db == "sqlite":
+                url = f"sqlite:///{WORK}/rs-{mode}.sqlite3"
+            elif pg_url:
+                from sqlalchemy.engine import make_url
+                u = make_url(pg_url)
+                url = ensure_pg(u.set(database=f"{u.database}_{mode}").render_as_string(hide_password=False))
+            if db == "pg" and not (pg_url and url):
+                continue
             out.append({"name": f"rs-{db}-{mode}", "mode": mode, "db": url, "cwd": ROOT,
                         "argv": [str(PY.parent / "gunicorn"), "-w", "2", "wsgi:app"]})
     return [t for t in out if not ONLY or t["name"] in ONLY]
@@ -220,7 +226,7 @@ def app_env(target: dict, port: int) -> dict:
     env.update(REDSTEWARD_WECHAT_TOKEN=messages.TOKEN, REDSTEWARD_DATABASE_URL=target["db"],
                REDSTEWARD_APP_PUBLIC_URL=f"http://127.0.0.1:{port}",
                REDSTEWARD_WECHAT_ENCRYPT_MODE=target["mode"],
-               PROMETHEUS_MULTIPROC_DIR=str(WORK / f"metrics-{target['name']}"))
+               PROMETHEUS_MULTIPROC_DIR=str(WORK / f"metrics-{target['name']}-{port}"))
     shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True)
     if target["mode"] == "safe":
@@ -228,52 +234,68 @@ def app_env(target: dict, port: int) -> dict:
     return env
 
 
-def measure(wrk_bin: str, target: dict, port: int) -> dict:
-    """Starts one bot, warms it up, runs wrk RUNS times; memory too for rs-sqlite-plain."""
+def start(wrk_bin: str, target: dict, port: int) -> Server:
+    """Starts one bot on a fresh database and warms it up."""
     env = dict(os.environ)
     if "db" in target:
         fresh_schema(target["db"])
         env = app_env(target, port)
-    argv = target["argv"] + ["-b", f"127.0.0.1:{port}"]
-    server = Server(target["name"], argv, target["cwd"], env, port)
-    try:
-        wrk(wrk_bin, port, deliveries_file(target["mode"], 0), 2)
-        runs = []
-        for n in range(1, RUNS + 1):
+    server = Server(target["name"], target["argv"] + ["-b", f"127.0.0.1:{port}"], target["cwd"], env, port)
+    wrk(wrk_bin, port, deliveries_file(target["mode"], 0), 2)
+    return server
+
+
+def measure(wrk_bin: str, started: list[tuple[dict, Server]]) -> list[dict]:
+    """RUNS rounds; in each, every bot gets one wrk run, back to back, in a rotating order.
+
+    The machine's load changes from minute to minute, so a bot's figure is only compared with
+    the anchors' figures from the same round; the table shows medians over the rounds.
+    """
+    runs: dict[str, list[dict]] = {t["name"]: [] for t, _ in started}
+    for n in range(1, RUNS + 1):
+        shift = (n - 1) % len(started)
+        for target, server in started[shift:] + started[:shift]:
             spy = _profile(server, target) if PROFILE and n == 1 and "db" in target else None
-            runs.append(wrk(wrk_bin, port, deliveries_file(target["mode"], n), SECONDS))
+            r = wrk(wrk_bin, server.port, deliveries_file(target["mode"], n), SECONDS)
             if spy:
                 spy.wait()
-            log(f"  {target['name']} run {n}: {runs[-1]['rps']:.0f} req/s, "
-                f"p99 {runs[-1]['p99_us'] / 1000:.1f} ms, non-200 {runs[-1]['non200']}, "
-                f"replayed files {runs[-1]['wrapped']}")
-        result = {"name": target["name"], "runs": runs,
-                  "rps": statistics.median(r["rps"] for r in runs),
-                  "p50_ms": statistics.median(r["p50_us"] for r in runs) / 1000,
-                  "p99_ms": statistics.median(r["p99_us"] for r in runs) / 1000,
-                  "non200": sum(r["non200"] for r in runs) + sum(r["socket_errors"] for r in runs)}
-        if target["name"] == "rs-sqlite-plain" and MEMORY_MESSAGES:
-            result["memory"] = memory(wrk_bin, server, port, result["rps"])
-        return result
+            runs[target["name"]].append(r)
+            log(f"  round {n} {target['name']}: {r['rps']:.0f} req/s, p99 {r['p99_us'] / 1000:.1f} ms, "
+                f"non-200 {r['non200']}, replayed files {r['wrapped']}")
+    echo, robot = runs.get("wechatpy-echo"), runs.get("werobot")
+    results = []
+    for target, _ in started:
+        rs = runs[target["name"]]
+        results.append({
+            "name": target["name"], "runs": rs,
+            "rps": statistics.median(r["rps"] for r in rs),
+            "x_echo": statistics.median(a["rps"] / b["rps"] for a, b in zip(rs, echo)) if echo else None,
+            "x_robot": statistics.median(a["rps"] / b["rps"] for a, b in zip(rs, robot)) if robot else None,
+            "p50_ms": statistics.median(r["p50_us"] for r in rs) / 1000,
+            "p99_ms": statistics.median(r["p99_us"] for r in rs) / 1000,
+            "non200": sum(r["non200"] for r in rs) + sum(r["socket_errors"] for r in rs)})
+    return results
+
+
+def memory(wrk_bin: str, target: dict, port: int, rps: float) -> dict:
+    """RSS per worker of a fresh server after MEMORY_MESSAGES messages, and after as many again."""
+    server = start(wrk_bin, target, port)
+    try:
+        out = {"name": target["name"], "before_mb": server.rss_mb()}
+        # On a slow or busy machine the time cap wins: the table then says how many were sent.
+        count = int(min(MEMORY_MESSAGES, rps * MEMORY_MAX_SECONDS / 2))
+        for n, label in ((101, "after_first_mb"), (102, "after_second_mb")):
+            file = deliveries_file("plain", n, count)
+            seconds = count / max(rps, 1)
+            log(f"  memory: ~{count} messages (~{seconds:.0f} s)")
+            # Timed, not stopped at a count: a wrk thread stopped early leaves connections open,
+            # and a sync worker waiting on one is killed as stuck, which would reset its memory.
+            r = wrk(wrk_bin, port, file, seconds)
+            out[label] = server.rss_mb()
+            out.setdefault("sent", []).append(r["requests"])
+        return out
     finally:
         server.stop()
-
-
-def memory(wrk_bin: str, server: Server, port: int, rps: float) -> dict:
-    """RSS per worker after MEMORY_MESSAGES messages, and after as many again."""
-    out = {"before_mb": server.rss_mb()}
-    # On a slow or busy machine the time cap wins: the table then says how many were sent.
-    count = int(min(MEMORY_MESSAGES, rps * MEMORY_MAX_SECONDS / 2))
-    for n, label in ((101, "after_first_mb"), (102, "after_second_mb")):
-        file = deliveries_file("plain", n, count)
-        seconds = count / max(rps, 1)
-        log(f"  memory: ~{count} messages (~{seconds:.0f} s)")
-        # Timed, not stopped at a count: a wrk thread stopped early leaves connections open,
-        # and a sync worker waiting on one is killed as stuck, which would reset its memory.
-        r = wrk(wrk_bin, port, file, seconds)
-        out[label] = server.rss_mb()
-        out.setdefault("sent", []).append(r["requests"])
-    return out
 
 
 def _profile(server: Server, target: dict):
@@ -305,15 +327,12 @@ def ops_overhead(n: int = 5000) -> float:
 
 
 def table(results: list[dict]) -> str:
-    """The results as a text table with ratios to the two anchors."""
-    by = {r["name"]: r for r in results}
-    echo = by.get("wechatpy-echo", {}).get("rps")
-    robot = by.get("werobot", {}).get("rps")
+    """The results as a text table; ratios are medians of each round's ratio to the anchors."""
     lines = [f"{'target':<18}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'× echo':>9}{'× WeRoBot':>11}{'errors':>8}"]
     for r in results:
-        lines.append(f"{r['name']:<18}{r['rps']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-                     f"{(r['rps'] / echo if echo else float('nan')):>9.2f}"
-                     f"{(r['rps'] / robot if robot else float('nan')):>11.2f}{r['non200']:>8}")
+        ratios = "".join(f"{x:>{w}.2f}" if x is not None else f"{'-':>{w}}"
+                         for x, w in ((r["x_echo"], 9), (r["x_robot"], 11)))
+        lines.append(f"{r['name']:<18}{r['rps']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{ratios}{r['non200']:>8}")
     return "\n".join(lines)
 
 
@@ -325,19 +344,28 @@ TARGETS_TEXT = """targets (compared, not asserted):
 
 
 def main() -> int:
-    """Runs every target in turn and prints the table."""
+    """Starts every bot, measures them in interleaved rounds, then memory and the outbox; prints the tables."""
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(exist_ok=True)
     wrk_bin = ensure_wrk()
     pg_url = ensure_pg(PG_URL)
-    log(f"bench: {RUNS} runs x {SECONDS} s per target, {RESIDENTS} residents, wrk -t{THREADS} -c{CONNECTIONS}")
-    results = []
-    for port, target in enumerate(targets(pg_url), start=5190):
-        log(f"{target['name']} on 127.0.0.1:{port}")
-        results.append(measure(wrk_bin, target, port))
-    print(f"\nwebhook, gunicorn -w 2, medians of {RUNS} runs of {SECONDS} s "
+    log(f"bench: {RUNS} rounds x {SECONDS} s per bot, {RESIDENTS} residents, wrk -t{THREADS} -c{CONNECTIONS}")
+    started: list[tuple[dict, Server]] = []
+    try:
+        for port, target in enumerate(targets(pg_url), start=5190):
+            log(f"{target['name']} on 127.0.0.1:{port}")
+            started.append((target, start(wrk_bin, target, port)))
+        results = measure(wrk_bin, started)
+    finally:
+        for _, server in started:
+            server.stop()
+    print(f"\nwebhook, gunicorn -w 2, {RUNS} rounds of {SECONDS} s per bot, bots interleaved; medians "
           f"({RESIDENTS} residents, click 实名认证 / answer the name step)")
     print(table(results))
+    plain = next((r for r in results if r["name"] == "rs-sqlite-plain"), None)
+    if plain and MEMORY_MESSAGES:
+        target = next(t for t, _ in started if t["name"] == "rs-sqlite-plain")
+        plain["memory"] = memory(wrk_bin, target, 5189, plain["rps"])
     for r in results:
         if "memory" in r:
             m = r["memory"]
