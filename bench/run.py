@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -127,6 +128,9 @@ class Server:
     def __init__(self, name: str, argv: list[str], cwd: Path, env: dict, port: int):
         """Starts gunicorn and waits until it answers."""
         self.name, self.port = name, port
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                sys.exit(f"127.0.0.1:{port} is taken by another server; stop it before the bench")
         self.log_path = WORK / f"{name}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
