@@ -1,9 +1,10 @@
 """Residents: everyone who chats with the account, keyed by openid."""
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, literal, select
+from sqlalchemy import Boolean, ForeignKey, String, bindparam, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -58,12 +59,26 @@ class Resident(Base):
 
 def first_contact(session, openid: str, now: datetime) -> None:
     """Creates the resident and their conversation row unless they exist (safe when workers race)."""
+    resident, conversation = _first_contact_statements(session.get_bind().dialect.name)
+    params = {"openid": openid, "now": now}
+    session.execute(resident, params)
+    session.execute(conversation, params)
+
+
+@functools.cache
+def _first_contact_statements(dialect: str):
+    """The two INSERT … ON CONFLICT DO NOTHING statements, built once per dialect (values bound per call)."""
     from .conversation import Conversation
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(Resident).values(openid=openid, subscribed=True, party_member="none",
-                                            created_at=now).on_conflict_do_nothing())
-    c = Conversation.__table__.c
-    blank = select(Resident.id, literal({}, c.data.type), literal([], c.history.type),
-                   literal(0, c.version.type), literal(now, c.updated_at.type)).where(Resident.openid == openid)
-    session.execute(insert(Conversation).from_select(
-        ["resident_id", "data", "history", "version", "updated_at"], blank).on_conflict_do_nothing())
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    # Core statements on the tables: an ORM insert given parameters would be a bulk insert.
+    residents, conversations = Resident.__table__, Conversation.__table__
+    c = conversations.c
+    when = bindparam("now", type_=residents.c.created_at.type)
+    resident = insert(residents).values(openid=bindparam("openid"), subscribed=True, party_member="none",
+                                       created_at=when).on_conflict_do_nothing()
+    blank = select(residents.c.id, literal({}, c.data.type), literal([], c.history.type),
+                   literal(0, c.version.type), bindparam("now", type_=c.updated_at.type)
+                   ).where(residents.c.openid == bindparam("openid"))
+    conversation = insert(conversations).from_select(
+        ["resident_id", "data", "history", "version", "updated_at"], blank).on_conflict_do_nothing()
+    return resident, conversation
