@@ -15,9 +15,9 @@ from werkzeug.serving import make_server
 from bot import voice as voice_web
 from models import MediaFile, OutboxMessage, ServiceRequest
 
-from .apistub import ApiStub
 from .test_console_support import Console
 from .wechat import WeChatSim
+from .wechat_standin import ROOT, standin  # noqa: F401  (fixture)
 
 STEWARD = "sandbox_steward_xinghu"
 
@@ -175,22 +175,30 @@ def test_a_voice_note_outside_a_flow_is_filed_in_one_step(live):
         assert s.scalar(select(OutboxMessage).where(OutboxMessage.recipient == STEWARD)) is not None
 
 
-def test_an_expired_note_fails_for_good_and_an_outage_is_retried(make_app, tmp_path):
-    with ApiStub() as stub:
-        app = make_app(wechat={"api_base_url": stub.base_url})
-        sessions = app.extensions["redsteward.sessions"]
-        from models.media import queue_download
-        with sessions() as s, s.begin():
-            queue_download(s, "gone-1", "voice")
-            queue_download(s, "flaky-1", "voice")
-        stub.fail_next(40007, "http500")
-        counts = voice_web.download_job(app)
-        assert counts["failed"] == 1 and counts["retry"] == 1
-        with sessions() as s:
-            rows = {m.media_id: m for m in s.scalars(select(MediaFile))}
-        assert rows["gone-1"].status == "failed"
-        assert rows["flaky-1"].status == "pending" and rows["flaky-1"].attempts == 1
-        assert rows["flaky-1"].next_attempt_at > rows["flaky-1"].created_at
+def test_an_expired_note_fails_for_good_and_an_outage_is_retried(make_app, standin):
+    note = standin.put_media((ROOT / "static" / "sandbox-voice.amr").read_bytes(), "audio/amr")
+    app = make_app(wechat={"api_base_url": standin.url})
+    sessions = app.extensions["redsteward.sessions"]
+    from models.media import queue_download
+    with sessions() as s, s.begin():
+        queue_download(s, note, "voice")  # fetched first (in the order queued), during an outage
+        queue_download(s, "gone-1", "voice")  # WeChat keeps media three days: this one it no longer has
+    standin.fail_next("http500")
+    counts = voice_web.download_job(app)
+    assert counts["failed"] == 1 and counts["retry"] == 1
+    assert [c["args"]["media_id"] for c in standin.calls_to("media/get")] == [note, "gone-1"]
+    with sessions() as s:
+        rows = {m.media_id: m for m in s.scalars(select(MediaFile))}
+    assert rows["gone-1"].status == "failed" and "expired" in rows["gone-1"].last_error
+    assert rows[note].status == "pending" and rows[note].attempts == 1
+    assert rows[note].next_attempt_at > rows[note].created_at
+
+    # Once WeChat answers again, the note is fetched and converted; the expired one is not asked for again.
+    assert voice_web.download_job(app, now=rows[note].next_attempt_at)["downloaded"] == 1
+    assert len(standin.calls_to("media/get")) == 3
+    with sessions() as s:
+        media = s.scalar(select(MediaFile).where(MediaFile.media_id == note))
+    assert media.status == "downloaded" and media.duration == pytest.approx(3.0, abs=0.05)
 
 
 def test_in_the_simulator_a_voice_note_is_playable_as_soon_as_it_is_filed(live):

@@ -9,44 +9,40 @@ import requests
 import pytest
 from wechatpy.exceptions import WeChatClientException
 
+from bot.media import download
+from bot.outbox import Permanent
 from bot.wechat_api import ApiClient, RedisTokenStore, TokenStore, build_client
 
-from .apistub import ApiStub
 from .conftest import REDIS_URL
+from .wechat_standin import ROOT, standin  # noqa: F401  (fixture)
 
 
 @pytest.fixture
-def stub():
-    with ApiStub() as s:
-        yield s
-
-
-@pytest.fixture
-def settings(make_app, stub):
-    app = make_app(wechat={"api_base_url": stub.base_url}, redis={"url": ""})
+def settings(make_app, standin):
+    app = make_app(wechat={"api_base_url": standin.url}, redis={"url": ""})
     return app.config["REDSTEWARD"], app.extensions["redsteward.sessions"]
 
 
-def test_calls_go_under_the_configured_base_url(settings, stub):
+def test_calls_go_under_the_configured_base_url(settings, standin):
     cfg, sessions = settings
     client = build_client(cfg, sessions)
     client.post("message/template/send", data={"touser": "o1", "template_id": "t", "data": {}})
-    assert [c["endpoint"] for c in stub.calls] == ["stable_token", "message/template/send"]
+    assert [c["path"] for c in standin.calls] == ["stable_token", "message/template/send"]
 
 
-def test_processes_share_one_token(settings, stub):
+def test_processes_share_one_token(settings, standin):
     cfg, sessions = settings
     a, b = build_client(cfg, sessions), build_client(cfg, sessions)
     a.post("menu/create", data={})
     b.post("menu/create", data={})
-    assert stub.tokens_issued == 1
+    assert len(standin.token_requests) == 1
 
 
-def test_concurrent_first_calls_fetch_one_token(make_app, stub, tmp_path):
-    app = make_app(wechat={"api_base_url": stub.base_url}, redis={"url": ""})
+def test_concurrent_first_calls_fetch_one_token(make_app, standin):
+    app = make_app(wechat={"api_base_url": standin.url}, redis={"url": ""})
     cfg, sessions = app.config["REDSTEWARD"], app.extensions["redsteward.sessions"]
     build_client(cfg, sessions).post("menu/create", data={})  # creates the row
-    stub.expire("tok1")
+    standin.expire(standin.tokens[0])
     clients = [build_client(cfg, sessions) for _ in range(4)]
     errors = []
 
@@ -61,49 +57,63 @@ def test_concurrent_first_calls_fetch_one_token(make_app, stub, tmp_path):
     for t in threads:
         t.join()
     assert not errors
-    assert stub.tokens_issued == 2  # the expired one, then exactly one refresh for all four
+    assert len(standin.token_requests) == 2  # the expired one, then exactly one refresh for all four
 
 
-def test_invalid_token_refreshes_once_and_retries_once(settings, stub):
+def test_invalid_token_refreshes_once_and_retries_once(settings, standin):
     cfg, sessions = settings
     client = build_client(cfg, sessions)
     client.post("menu/create", data={})
-    stub.fail_next(40001)
+    standin.fail_next(40001)
     client.post("menu/create", data={})
-    assert stub.tokens_issued == 2
-    assert len(stub.calls_to("menu/create")) == 3
+    assert len(standin.token_requests) == 2
+    assert len(standin.calls_to("menu/create")) == 3
 
 
-def test_token_errors_do_not_recurse_without_bound(settings, stub):
+def test_token_errors_do_not_recurse_without_bound(settings, standin):
     cfg, sessions = settings
     client = build_client(cfg, sessions)
-    stub.fail_next(42001, 42001, 42001, 42001)
+    standin.fail_next(42001, 42001, 42001, 42001)
     with pytest.raises(WeChatClientException) as exc:
         client.post("menu/create", data={})
     assert exc.value.errcode == 42001
-    assert len(stub.calls_to("menu/create")) == 2
+    assert len(standin.calls_to("menu/create")) == 2
 
 
-def test_token_fetch_honours_the_timeout(make_app, stub):
-    app = make_app(wechat={"api_base_url": stub.base_url, "timeout_seconds": 0.5}, redis={"url": ""})
+def test_token_fetch_honours_the_timeout(make_app, standin):
+    app = make_app(wechat={"api_base_url": standin.url, "timeout_seconds": 0.5}, redis={"url": ""})
     client = build_client(app.config["REDSTEWARD"], app.extensions["redsteward.sessions"])
-    stub.fail_next("hang_token")
+    standin.fail_next_token("hang")
     started = time.monotonic()
     with pytest.raises(requests.Timeout):
         client.post("menu/create", data={})
     assert time.monotonic() - started < 2
-    assert stub.calls_to("menu/create") == []
+    assert standin.calls_to("menu/create") == []
 
 
-def test_redis_store_shares_the_token(make_app, stub):
+def test_redis_store_shares_the_token(make_app, standin):
     import redis
     r = redis.Redis.from_url(REDIS_URL)
     r.delete("redsteward:token:wxsandbox0000000")
-    app = make_app(wechat={"api_base_url": stub.base_url}, redis={"url": REDIS_URL})
+    app = make_app(wechat={"api_base_url": standin.url}, redis={"url": REDIS_URL})
     cfg, sessions = app.config["REDSTEWARD"], app.extensions["redsteward.sessions"]
     a, b = build_client(cfg, sessions), build_client(cfg, sessions)
     assert isinstance(a.store, RedisTokenStore)
     a.post("menu/create", data={})
     b.post("menu/create", data={})
-    assert stub.tokens_issued == 1
+    assert len(standin.token_requests) == 1
     r.delete("redsteward:token:wxsandbox0000000")
+
+
+def test_media_is_fetched_once_byte_for_byte_and_an_unknown_id_is_gone(settings, standin, tmp_path):
+    cfg, sessions = settings
+    client = build_client(cfg, sessions)
+    photo = (ROOT / "static" / "sandbox-photo.png").read_bytes()
+    media_id = client.media.upload("image", ("photo.png", photo, "image/png"))["media_id"]
+    cfg = {**cfg, "app": {**cfg["app"], "media_dir": str(tmp_path)}}
+    stored = download(client, cfg, {"media_id": media_id, "file": "image/1.png"})
+    assert stored.read_bytes() == photo
+    assert download(client, cfg, {"media_id": media_id, "file": "image/1.png"}) == stored
+    assert len(standin.calls_to("media/get")) == 1  # kept: WeChat's download quota is 10,000 a day
+    with pytest.raises(Permanent, match="expired"):
+        download(client, cfg, {"media_id": "expired-1", "file": "image/2.png"})

@@ -1,4 +1,4 @@
-"""Real local servers for the outbox's far ends: a WeChat API stand-in over HTTP, and SMTP (aiosmtpd)."""
+"""Real local servers for the far ends: the tests' one loopback stand-in of the WeChat API, and SMTP."""
 from __future__ import annotations
 
 import json
@@ -33,25 +33,41 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class WeChatStandIn:
-    """Answers token and send calls like WeChat; can be told to fail the next sends in given ways.
+TOKEN_PATHS = ("token", "stable_token")
+MEDIA_TYPES = ("image", "voice", "video", "thumb")
 
-    Deliveries are de-duplicated by client_msg_id, as WeChat does, so a resent message
-    shows up once in `delivered` but twice in `attempts`.
+
+class WeChatStandIn:
+    """Answers WeChat API calls over HTTP the way WeChat does; can be told to fail the next calls.
+
+    Tokens: `cgi-bin/token` issues a new token on every call; `stable_token` answers the
+    current one unless `force_refresh` is set or none is valid. A replaced token keeps working
+    for `grace_seconds` (WeChat: five minutes); `expire(token)` makes WeChat forget one at once.
+    A call without a token gets 41001, with an unknown or expired one 40001.
+    Sends are de-duplicated by client_msg_id, as WeChat does, so a resent message shows up
+    once in `delivered` but twice in `attempts`.
+    Media: `media/upload` keeps a file and answers its media_id, `media/get` returns the file,
+    or 40007 for an id WeChat does not keep (expired, or never sent).
     """
 
     def __init__(self):
-        self.tokens: list[str] = []
-        self.attempts: list[dict] = []
+        self.calls: list[dict] = []  # every request: path, query args, JSON body
+        self.tokens: list[str] = []  # every token issued, oldest first
+        self.attempts: list[dict] = []  # every call past the token endpoints, with its token and time
         self.delivered: list[dict] = []
+        self.media: dict[str, tuple[bytes, str]] = {}  # media_id -> (content, content type)
         self.faults: list[str | int] = []
+        self.token_faults: list[str | int] = []
         self.hang_seconds = 3.0
         self.latency = (0.0, 0.0)  # each send takes between these many seconds, as over a real network
+        self.grace_seconds = 300.0
         self.oauth_codes: dict[str, str] = {}  # code → openid, for snsapi_base
         self.oauth_reader: str | None = None  # who WeChat's browser says is reading (authorize page)
         self.authorize_requests: list[dict] = []
+        self._valid: dict[str, float] = {}  # token -> monotonic time it stops working
         self._lock = threading.Lock()
-        self.server = make_server("127.0.0.1", free_port(), self.wsgi, threaded=True)
+        # Port 0: the system picks a free port, so parallel runs never clash.
+        self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}/"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -65,34 +81,68 @@ class WeChatStandIn:
         self.server.shutdown()
         self.server.server_close()
 
+    def __enter__(self) -> "WeChatStandIn":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def fail_next(self, *faults: str | int) -> None:
-        """Queues faults for the next send calls: an errcode, 'http500' or 'hang'."""
+        """Queues faults for the next calls past the token endpoints: an errcode, 'http500' or 'hang'."""
         with self._lock:
             self.faults.extend(faults)
+
+    def fail_next_token(self, *faults: str | int) -> None:
+        """Queues faults for the next token calls: an errcode, 'http500' or 'hang' (answers late)."""
+        with self._lock:
+            self.token_faults.extend(faults)
+
+    def expire(self, token: str) -> None:
+        """Makes WeChat forget a token now."""
+        with self._lock:
+            self._valid.pop(token, None)
+
+    def put_media(self, content: bytes, content_type: str) -> str:
+        """Keeps a file as WeChat does when a resident sends a photo or a voice note; returns its media_id."""
+        with self._lock:
+            media_id = f"media-{self.server.server_port}-{len(self.media) + 1}"
+            self.media[media_id] = (content, content_type)
+        return media_id
 
     def to(self, openid: str) -> list[dict]:
         """Messages delivered to one openid, oldest first."""
         return [m for m in self.delivered if m.get("touser") == openid]
 
+    def calls_to(self, path: str) -> list[dict]:
+        """Recorded calls to one endpoint (e.g. 'message/template/send')."""
+        return [c for c in self.calls if c["path"] == path]
+
+    @property
+    def token_requests(self) -> list[dict]:
+        """Every call to cgi-bin/token or stable_token, oldest first."""
+        return [c for c in self.calls if c["path"] in TOKEN_PATHS]
+
     def wsgi(self, environ, start_response):
         """The WSGI entry point."""
         request = Request(environ)
-        if request.path == "/connect/oauth2/authorize":
-            return self._authorize(request)(environ, start_response)
-        if request.path == "/sns/oauth2/access_token":
-            code = request.args.get("code", "")
-            openid = self.oauth_codes.pop(code, None)
-            answer = {"access_token": f"web-{code}", "expires_in": 7200, "refresh_token": f"refresh-{code}",
-                      "openid": openid, "scope": "snsapi_base"} if openid else {
-                "errcode": 40029, "errmsg": "invalid code"}
-            return self._json(answer)(environ, start_response)
-        path = request.path.removeprefix("/cgi-bin/")
-        if path in ("token", "stable_token"):
-            with self._lock:
-                token = f"tok-{self.server.server_port}-{len(self.tokens) + 1}"
-                self.tokens.append(token)
-            return self._json({"access_token": token, "expires_in": 7200})(environ, start_response)
-        body = json.loads(request.get_data() or b"{}")
+        try:
+            return self._answer(request)(environ, start_response)
+        finally:
+            request.close()  # closes the temporary files of an upload
+
+    def _answer(self, request: Request) -> Response:
+        """Answers one request."""
+        path = request.path.lstrip("/").removeprefix("cgi-bin/")
+        # wechatpy posts JSON without a JSON content type, as WeChat accepts; uploads are multipart.
+        body = {} if request.mimetype == "multipart/form-data" else request.get_json(force=True, silent=True) or {}
+        with self._lock:
+            self.calls.append({"path": path, "args": dict(request.args), "json": body})
+        if path == "connect/oauth2/authorize":
+            return self._authorize(request)
+        if path == "sns/oauth2/access_token":
+            return self._oauth_token(request)
+        if path in TOKEN_PATHS:
+            return self._token(path, body)
         with self._lock:
             fault = self.faults.pop(0) if self.faults else None
             self.attempts.append({"path": path, "token": request.args.get("access_token"), "at": time.monotonic(),
@@ -101,17 +151,70 @@ class WeChatStandIn:
             time.sleep(random.uniform(*self.latency))
         if fault == "hang":
             # WeChat did the work but the answer never arrives in time.
-            self._deliver(path, body)
+            answer = self._call(path, request, body)
             time.sleep(self.hang_seconds)
-            return self._json({"errcode": 0, "errmsg": "ok"})(environ, start_response)
+            return answer
         if fault == "http500":
-            return Response("busy", status=500)(environ, start_response)
+            return Response("busy", status=500)
         if isinstance(fault, int):
-            return self._json({"errcode": fault, "errmsg": f"fault {fault}"})(environ, start_response)
-        if request.args.get("access_token") != (self.tokens[-1] if self.tokens else None):
-            return self._json({"errcode": 40001, "errmsg": "invalid credential"})(environ, start_response)
+            return self._json({"errcode": fault, "errmsg": f"fault {fault}"})
+        token = request.args.get("access_token")
+        if not token:
+            return self._json({"errcode": 41001, "errmsg": "access_token missing"})
+        if self._valid.get(token, 0) <= time.monotonic():
+            return self._json({"errcode": 40001, "errmsg": "invalid credential"})
+        return self._call(path, request, body)
+
+    def _token(self, path: str, body: dict) -> Response:
+        """cgi-bin/token and stable_token: a new token, or (stable_token) the one still in force."""
+        with self._lock:
+            fault = self.token_faults.pop(0) if self.token_faults else None
+        if fault == "http500":
+            return Response("busy", status=500)
+        if isinstance(fault, int):
+            return self._json({"errcode": fault, "errmsg": f"fault {fault}"})
+        now = time.monotonic()
+        with self._lock:
+            current = self.tokens[-1] if self.tokens else None
+            if path == "stable_token" and not body.get("force_refresh") and self._valid.get(current, 0) > now:
+                token, expires_in = current, int(self._valid[current] - now)
+            else:
+                for old in self._valid:
+                    self._valid[old] = min(self._valid[old], now + self.grace_seconds)
+                token, expires_in = f"tok-{self.server.server_port}-{len(self.tokens) + 1}", 7200
+                self.tokens.append(token)
+                self._valid[token] = now + expires_in
+        if fault == "hang":
+            time.sleep(self.hang_seconds)
+        return self._json({"access_token": token, "expires_in": expires_in})
+
+    def _call(self, path: str, request: Request, body: dict) -> Response:
+        """A call with a valid token: media kept and served, anything else delivered."""
+        if path == "media/get":
+            found = self.media.get(request.args.get("media_id", ""))
+            if found is None:
+                return self._json({"errcode": 40007, "errmsg": "invalid media_id"})
+            return Response(found[0], content_type=found[1])
+        if path == "media/upload":
+            kind, upload = request.args.get("type", ""), request.files.get("media")
+            if kind not in MEDIA_TYPES:
+                return self._json({"errcode": 40004, "errmsg": "invalid media type"})
+            if upload is None:
+                return self._json({"errcode": 41005, "errmsg": "media data missing"})
+            media_id = self.put_media(upload.read(), upload.mimetype or "application/octet-stream")
+            return self._json({"type": kind, "media_id": media_id, "created_at": int(time.time())})
         self._deliver(path, body)
-        return self._json({"errcode": 0, "errmsg": "ok", "msgid": len(self.attempts)})(environ, start_response)
+        return self._json({"errcode": 0, "errmsg": "ok", "msgid": len(self.attempts)})
+
+    def _oauth_token(self, request: Request) -> Response:
+        """Swaps a one-time authorisation code for the reader's openid (snsapi_base)."""
+        code = request.args.get("code", "")
+        with self._lock:
+            openid = self.oauth_codes.pop(code, None)
+        if openid is None:
+            return self._json({"errcode": 40029, "errmsg": "invalid code"})
+        return self._json({"access_token": f"web-{code}", "expires_in": 7200, "refresh_token": f"refresh-{code}",
+                           "openid": openid, "scope": "snsapi_base"})
 
     def _authorize(self, request: Request) -> Response:
         """WeChat's authorisation page: silently sends `oauth_reader` back with a one-time code."""
