@@ -9,6 +9,7 @@ from wechatpy.crypto import WeChatCrypto
 
 from handlers import menus as menu_loader
 from handlers.context import Services
+from models import labels as label_loader
 from models.content import warm_up as warm_up_segmenter
 
 from . import cli, console, db, mydata, open311, sandbox, scheduler, triage, voice, webhook
@@ -37,6 +38,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     Path(app.instance_path).mkdir(exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     db.init_app(app)
+    # Checked before anything shows a label: a missing one stops start-up with its file and line.
+    label_loader.use(label_loader.load(settings["app"]["labels_path"] or label_loader.DEFAULT_PATH))
+    label_loader.add_to(app.jinja_env)
     menus_path = settings["app"]["menus_path"] or menu_loader.DEFAULT_PATH
     app.extensions["redsteward.services"] = Services(settings=settings, menus=menu_loader.load(menus_path))
     warm_up_segmenter()  # jieba's dictionary takes seconds to load: not on a resident's message

@@ -12,11 +12,13 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from handlers import menus as menu_loader
+from models import labels as label_loader
 
 ROOT = Path(__file__).resolve().parent.parent
 
 db_cli = AppGroup("db", help="Database schema.")
 menu_cli = AppGroup("menu", help="menus.yaml: check and push to WeChat.")
+labels_cli = AppGroup("labels", help="templates/labels.yaml: the display labels of code names.")
 demo_cli = AppGroup("demo", help="Demo data for sandbox mode.")
 outbox_cli = AppGroup("outbox", help="The outbox of template messages and e-mails.")
 pii_cli = AppGroup("pii", help="Personal data at rest: key rotation.")
@@ -45,18 +47,31 @@ def db_upgrade():
     click.echo("database is at the newest schema")
 
 
+def _checked(load, error: type, path):
+    """What load(path) reads, or each problem printed as 'file:line: message' and exit status 1."""
+    try:
+        return load(path)
+    except error as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+
+
 @menu_cli.command("check")
 @click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False))
 def menu_check(path):
     """Validate menus.yaml (or PATH) and name the line of each problem."""
-    try:
-        menus = menu_loader.load(path or menu_loader.DEFAULT_PATH)
-    except menu_loader.MenuError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
+    menus = _checked(menu_loader.load, menu_loader.MenuError, path or menu_loader.DEFAULT_PATH)
     click.echo(f"ok: {len(menus.menu['button'])} buttons, {len(menus.clicks)} clicks, "
                f"{len(menus.flows)} flows, {len(menus.keywords)} keywords")
+
+
+@labels_cli.command("check")
+@click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False))
+def labels_check(path):
+    """Validate templates/labels.yaml (or PATH) and name the line of each problem."""
+    found = _checked(label_loader.load, label_loader.LabelsError, path or label_loader.DEFAULT_PATH)
+    click.echo(f"ok: {sum(map(len, found.families.values()))} labels in {len(found.families)} families")
 
 
 @menu_cli.command("sync")
@@ -202,7 +217,7 @@ def init_app(app: Flask) -> None:
     """Registers the command groups."""
     from .content import content_cli
     from .qr import qr_cli
-    for group in (db_cli, menu_cli, demo_cli, outbox_cli, pii_cli, content_cli, qr_cli, park_cli,
+    for group in (db_cli, menu_cli, labels_cli, demo_cli, outbox_cli, pii_cli, content_cli, qr_cli, park_cli,
                   reports_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve_setup)

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, dict] = {
         "dedup_keep_seconds": 600,
         "media_dir": "instance/media",
         "menus_path": "",
+        "labels_path": "",
     },
     "database": {"url": "sqlite:///instance/redsteward.sqlite3", "echo": False},
     "wechat": {

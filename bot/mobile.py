@@ -14,7 +14,8 @@ from handlers.request_notices import local_time, place_of
 from handlers.texts import say
 from models import Organisation, routing, utcnow
 from models.pii import mask_mobile, mask_name
-from models.request import CLOSE_REASONS, RATINGS, TYPES
+from models.labels import labels_of, pick
+from models.request import RATINGS
 from models.timeline import Actor, timeline_of
 from models.workflow import EARLY_CLOSE_REASONS, TRANSITIONS, WorkflowError, find_by_ref
 
@@ -117,8 +118,8 @@ def request_page(ref: str):
     return render_template("mobile/request.html", req=req, role=role, staff=staff, error=error,
                            done=request.args.get("done") == "1", entries=timeline_of(session, req.id),
                            place=place_of(req), local_time=local_time, contact=contact,
-                           forms=_allowed(req, staff) if staff else [], types=TYPES, ratings=RATINGS,
-                           close_reasons={k: CLOSE_REASONS[k] for k in EARLY_CLOSE_REASONS},
+                           forms=_allowed(req, staff) if staff else [], types=labels_of("request_type"),
+                           ratings=labels_of("rating"), close_reasons=pick("close_reason", EARLY_CLOSE_REASONS),
                            public_url=services.public_url,
                            console_url=stewarding.console_url(services) if _is_person(staff) else None), \
         200 if error is None else 400

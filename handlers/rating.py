@@ -9,25 +9,29 @@ from sqlalchemy.orm import Session
 
 from models import ServiceRequest
 from models import workflow as wf
+from models.labels import labels_of
 
 from . import request_notices as notices
 from .context import Context, Services
 from .replies import Reply, Text
 from .texts import say
 
+# What a resident may reply: the numbers rating_ask lists, the usual words, and (below) the
+# rating labels in force, so a renamed label is understood as soon as residents read it.
 ANSWERS = {"1": "satisfied", "2": "basically_satisfied", "3": "unsatisfied",
            "满意": "satisfied", "基本满意": "basically_satisfied", "不满意": "unsatisfied"}
-# Longest words first so 基本满意 and 不满意 are not read as 满意.
-RATING_RE = re.compile(r"^(基本满意|不满意|满意|[123])(?:[\s,，。:：]+(.*))?$", re.S)
 
 
 def parse(text: str) -> tuple[str, str | None] | None:
     """('satisfied', comment) for '1 谢谢' / '满意'; None for anything else."""
-    match = RATING_RE.match((text or "").strip())
+    answers = {**ANSWERS, **{word: code for code, word in labels_of("rating").items()}}
+    # Longest words first so 基本满意 and 不满意 are not read as 满意.
+    words = "|".join(re.escape(w) for w in sorted(answers, key=len, reverse=True))
+    match = re.match(rf"^({words})(?:[\s,，。:：]+(.*))?$", (text or "").strip(), re.S)
     if match is None:
         return None
     comment = (match.group(2) or "").strip() or None
-    return ANSWERS[match.group(1)], comment
+    return answers[match.group(1)], comment
 
 
 def awaiting_rating(session: Session, resident_id: int) -> ServiceRequest | None:
@@ -41,7 +45,7 @@ def awaiting_rating(session: Session, resident_id: int) -> ServiceRequest | None
 def rate_request(session: Session, services: Services, req: ServiceRequest, rating: str,
                  comment: str | None, now: datetime) -> str:
     """Records the rating and tells the handler when it reopens or moves up; returns the outcome."""
-    outcome = wf.rate(session, req, wf.Actor("resident", req.resident_id, "居民"), rating, now, comment)
+    outcome = wf.rate(session, req, wf.Actor("resident", req.resident_id), rating, now, comment)
     if outcome == "reopened":
         notices.notify_handler(session, services, req, now, status=req.status_label)
     elif outcome == "escalated":

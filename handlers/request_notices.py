@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from models import Liaison, Organisation, ServiceRequest, Steward, enqueue
 from models.deadlines import PARK_TZ
+from models.labels import label
 
 from .context import Services, _field
 from .request_links import RESIDENT, page_url
@@ -107,7 +108,7 @@ def notify_resident(session: Session, services: Services, req: ServiceRequest, n
     resident = req.resident
     if resident is None or not resident.subscribed:
         return
-    handler = req.handler.name if req.handler else "红管负责人"
+    handler = req.handler.name if req.handler else label("actor", "steward")
     _template(session, services, resident.openid, "request_update",
               {"character_string1": req.ref, "phrase2": req.status_label, "thing3": handler,
                "time4": local_time(now)},

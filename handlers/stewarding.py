@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from models import Estate, Liaison, Organisation, OutboxMessage, ServiceRequest, Steward, file_request, routing
 from models import workflow as wf
+from models.labels import label, labels_of
 from models.request import OPEN_STATUSES, TYPES
 from models.deadlines import days_for_kind
 from models.media import voice_of_request
@@ -33,8 +34,6 @@ from .texts import say
 
 CHANNEL_WORDS = {"走访": "visit", "会议": "meeting", "来访": "walk_in", "电话": "phone"}
 CLOSE_WORDS = {"重复": "duplicate", "不属于": "not_our_remit", "不属于受理范围": "not_our_remit", "撤回": "withdrawn"}
-TYPE_WORDS = {**{label: key for key, label in TYPES.items()},
-              **{label[:-1]: key for key, label in TYPES.items()}, **{key: key for key in TYPES}}
 MOBILE_RE = re.compile(r"^1\d{10}$")
 # "派 <编号> 物业 5天": a steward's own deadline, in working days, overrides the routing rules.
 DAYS_RE = re.compile(r"^(.*?)\s*(\d{1,2})\s*(?:个工作日|工作日|天)$")
@@ -58,11 +57,23 @@ class Staff:
         return wf.Actor(self.kind, self.id, self.label)
 
 
+def steward_label(steward: Steward) -> str:
+    """Who a steward is on a timeline: their community and role (星湖社区 红管负责人)."""
+    return f"{steward.community.name} {label('actor', 'steward')}"
+
+
+def type_words() -> dict[str, str]:
+    """Words a steward may type for a type: its label, the label without 类, or the code name."""
+    shown = labels_of("request_type")
+    return {**{word.removesuffix("类"): code for code, word in shown.items()},
+            **{word: code for code, word in shown.items()}, **{code: code for code in TYPES}}
+
+
 def staff_for(session: Session, openid: str) -> Staff | None:
     """The steward or active liaison with this openid, if any."""
     steward = session.scalar(select(Steward).where(Steward.openid == openid))
     if steward is not None:
-        return Staff("steward", steward.id, openid, f"{steward.community.name} 红管负责人",
+        return Staff("steward", steward.id, openid, steward_label(steward),
                      community_id=steward.community_id)
     liaison = session.scalar(select(Liaison).where(Liaison.openid == openid, Liaison.active.is_(True)))
     if liaison is not None:
@@ -148,7 +159,7 @@ def record_offline(session: Session, services: Services, steward: Steward, chann
                    description: str, now: datetime, kind: str = "help", contact_name: str | None = None,
                    contact_mobile: str | None = None) -> ServiceRequest:
     """Files a request a steward took from a visit, meeting, walk-in or phone call."""
-    actor = wf.Actor("steward", steward.id, f"{steward.community.name} 红管负责人")
+    actor = wf.Actor("steward", steward.id, steward_label(steward))
     req = file_request(session, actor=actor, kind=kind, description=description.strip(), channel=channel,
                        estate_id=estate.id, community_id=estate.community_id, recorded_by_id=steward.id,
                        contact_name=contact_name, contact_mobile=contact_mobile, created_at=now)
@@ -231,7 +242,7 @@ def cmd_classify(ctx: Context, staff: Staff, rest: str) -> str:
     """分类 <编号> <类型> <类别>."""
     req, more = _request(ctx, staff, rest, "分类")
     parts = more.split(maxsplit=1)
-    type_ = TYPE_WORDS.get(parts[0]) if parts else None
+    type_ = type_words().get(parts[0]) if parts else None
     if type_ is None or len(parts) < 2:
         raise Refused(say("steward_usage", command="分类"))
     return perform(ctx.session, ctx.services, staff, req, "classify", ctx.now, type=type_, category=parts[1])

@@ -7,15 +7,19 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
+from models import labels
+
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "replies"
 
 
 @lru_cache(maxsize=1)
 def _files() -> Environment:
     """The environment for the shipped reply templates, built once per process."""
-    return Environment(loader=FileSystemLoader(TEMPLATE_DIR), undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
-                       autoescape=False)
+    env = Environment(loader=FileSystemLoader(TEMPLATE_DIR), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
+                      autoescape=False)
+    labels.add_to(env)
+    return env
 
 
 @lru_cache(maxsize=1)

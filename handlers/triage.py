@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from models import Organisation, ServiceRequest, duplicate, routing
 from models.content import _segmenter  # jieba, loaded once per process
 from models.open311 import Catalogue, load_catalogue
-from models.request import OPEN_STATUSES, TYPES
+from models.labels import label
+from models.request import OPEN_STATUSES
 from models.workflow import find_by_ref
 
 from .context import Context, Services
@@ -65,7 +66,7 @@ class Suggestion:
     @property
     def type_label(self) -> str:
         """政务类 / 民主自治类 / 市场服务类 / 公益类."""
-        return TYPES.get(self.type or "", "")
+        return label("request_type", self.type)
 
     @property
     def percent(self) -> int:

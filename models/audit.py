@@ -7,17 +7,13 @@ from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, BigID, UTCDateTime, utcnow
+from .labels import codes, label
 
-ACTIONS = {
-    "login": "登录", "login_failed": "登录失败", "logout": "退出",
-    "reveal_mobile": "查看完整手机号", "export_assessment": "导出考核表",
-    "org_edit": "编辑组织", "routing_edit": "编辑流转规则", "announcement_publish": "发布公告",
-    "handbook_edit": "编辑手册", "resource_edit": "编辑资源", "user_create": "创建账号",
-    "request_action": "处理诉求", "request_offline": "登记线下诉求",
-    "user_update": "修改账号角色", "user_disable": "停用账号", "user_enable": "启用账号",
-    "password_reset": "重置密码", "wechat_link": "绑定微信", "wechat_unlink": "解除微信绑定",
-    "wechat_bind_link": "生成微信绑定链接",
-}
+ACTIONS = codes("audit_action", (
+    "login", "login_failed", "logout", "reveal_mobile", "export_assessment", "org_edit", "routing_edit",
+    "announcement_publish", "handbook_edit", "resource_edit", "user_create", "request_action", "request_offline",
+    "user_update", "user_disable", "user_enable", "password_reset", "wechat_link", "wechat_unlink",
+    "wechat_bind_link"))
 
 
 class AuditEntry(Base):
@@ -37,7 +33,7 @@ class AuditEntry(Base):
     @property
     def action_label(self) -> str:
         """The action as the audit page shows it."""
-        return ACTIONS.get(self.action, self.action)
+        return label("audit_action", self.action)
 
     def __repr__(self) -> str:
         return f"<AuditEntry {self.id} {self.username} {self.action}>"

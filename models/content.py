@@ -13,12 +13,13 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
 from .deadlines import PARK_TZ
+from .labels import codes, label
 from .organisation import Organisation
 
 logger = logging.getLogger(__name__)
 
-CHANNELS = {"news": "红管发布", "info": "便民资讯"}
-HANDBOOK_KINDS = {"faq": "常见问题", "case": "案例"}
+CHANNELS = codes("announcement_channel", ("news", "info"))
+HANDBOOK_KINDS = codes("handbook_kind", ("faq", "case"))
 
 # Words that say how a resident asks, not what about; matching on them finds noise.
 STOPWORDS = frozenset("""
@@ -105,7 +106,7 @@ class Announcement(Base):
     @property
     def channel_label(self) -> str:
         """红管发布 or 便民资讯."""
-        return CHANNELS.get(self.channel, self.channel)
+        return label("announcement_channel", self.channel)
 
     def __repr__(self) -> str:
         return f"<Announcement {self.key} {self.channel}>"
@@ -131,7 +132,7 @@ class HandbookEntry(Base):
     @property
     def kind_label(self) -> str:
         """常见问题 or 案例."""
-        return HANDBOOK_KINDS.get(self.kind, self.kind)
+        return label("handbook_kind", self.kind)
 
     def __repr__(self) -> str:
         return f"<HandbookEntry {self.key} {self.kind}>"

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selecti
 from .apikey import ApiKey
 from .base import Base, UTCDateTime, utcnow
 from .organisation import Estate, Organisation
+from .labels import label
 from .request import KINDS, OPEN_STATUSES, TYPES, ServiceRequest, file_request
 from .timeline import Actor, TimelineEntry
 from .workflow import EARLY_CLOSE_REASONS
@@ -141,7 +142,7 @@ def service_list(catalogue: Catalogue) -> list[dict]:
     """GET services: every category with its group (the four types)."""
     return [{"service_code": s.code, "service_name": s.name, "description": s.description,
              "metadata": True, "type": "realtime", "keywords": ",".join(s.keywords),
-             "group": TYPES[s.type]} for s in catalogue.services]
+             "group": label("request_type", s.type)} for s in catalogue.services]
 
 
 def service_definition(session: Session, catalogue: Catalogue, code: str) -> dict:
@@ -157,7 +158,7 @@ def service_definition(session: Session, catalogue: Catalogue, code: str) -> dic
          "values": [{"key": e.code, "name": e.name} for e in estates]},
         {"variable": True, "code": "kind", "datatype": "singlevaluelist", "required": False,
          "datatype_description": None, "order": 2, "description": _message("kind_description"),
-         "values": [{"key": k, "name": v} for k, v in KINDS.items()]},
+         "values": [{"key": k, "name": label("request_kind", k)} for k in KINDS]},
     ]
     for order, attr in enumerate(service.attributes, 3):
         attributes.append({"variable": True, "code": attr["code"], "datatype": attr["datatype"],

@@ -5,14 +5,15 @@ from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base
+from .labels import codes
 from .pii import EncryptedText, mask_name
 
 # Organisation kinds, from the top of the park down; the handler kinds can be routed to.
-ORG_KINDS = (
+ORG_KINDS = codes("org_kind", (
     "park", "organisation_department", "park_department", "street",
     "social_work_committee", "community", "party_organisation", "residents_committee",
     "workstation", "owners_committee", "property_company",
-)
+))
 # Kinds a request can be routed to (承办单位).
 HANDLER_KINDS = (
     "party_organisation", "residents_committee", "workstation", "owners_committee",

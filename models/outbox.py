@@ -7,8 +7,9 @@ from sqlalchemy import JSON, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, BigID, UTCDateTime, utcnow
+from .labels import codes
 
-KINDS = ("template", "kf_text", "email")
+KINDS = codes("outbox_kind", ("template", "kf_text", "email"))
 STATUSES = ("pending", "sending", "sent", "failed")
 
 

@@ -10,9 +10,10 @@ from sqlalchemy import (Boolean, ForeignKey, Index, Integer, String, Text, and_,
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column, relationship
 
 from .base import Base, BigID, UTCDateTime, utcnow
+from .labels import codes
 from .resident import Resident
 
-ENTRY_KINDS = ("earn", "spend", "expire")
+ENTRY_KINDS = codes("points_entry", ("earn", "spend", "expire"))
 REDEMPTION_STATES = ("issued", "verified")
 # Codes are read aloud and typed by a merchant: no 0/O, 1/I/L.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"

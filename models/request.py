@@ -7,25 +7,26 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
+from .labels import codes, label
 from .organisation import Estate, Organisation
 from .pii import EncryptedText
 from .resident import Resident
 from .timeline import Actor, TimelineEntry
 
-KINDS = {"help": "求助", "inquiry": "咨询", "suggestion": "建议"}
-TYPES = {"government": "政务类", "self_governance": "民主自治类",
-         "market_service": "市场服务类", "public_welfare": "公益类"}
-CHANNELS = ("wechat", "visit", "meeting", "walk_in", "phone")
-STATUSES = {"submitted": "已提交", "accepted": "已受理", "routed": "办理中", "answered": "已答复",
-            "resolved": "已办结", "rated": "已评价", "closed": "已关闭", "reopened": "重新办理"}
+# Code names people see through their labels in templates/labels.yaml.
+KINDS = codes("request_kind", ("help", "inquiry", "suggestion"))
+TYPES = codes("request_type", ("government", "self_governance", "market_service", "public_welfare"))
+CHANNELS = codes("request_channel", ("wechat", "visit", "meeting", "walk_in", "phone"))
+STATUSES = codes("request_status", ("submitted", "accepted", "routed", "answered", "resolved", "rated", "closed",
+                                    "reopened"))
 # Still someone's work: counted in to-do lists, reminders and escalation.
 OPEN_STATUSES = ("submitted", "accepted", "routed", "answered", "reopened")
-RATINGS = {"satisfied": "满意", "basically_satisfied": "基本满意", "unsatisfied": "不满意"}
-CLOSE_REASONS = {"duplicate": "重复诉求", "not_our_remit": "不属于受理范围", "withdrawn": "居民撤回",
-                 "no_rating": "办结后未评价", "rated": "已评价"}
+RATINGS = codes("rating", ("satisfied", "basically_satisfied", "unsatisfied"))
+CLOSE_REASONS = codes("close_reason", ("duplicate", "not_our_remit", "withdrawn", "no_rating", "rated"))
 # Escalation goes up these levels, each with the kind of organisation that takes it.
 LEVELS = {"community": None, "street": "social_work_committee",
           "organisation_department": "organisation_department"}
+codes("request_level", tuple(LEVELS))
 
 # The reference is a bijection of the row id onto 8 digits: unique without retries,
 # yet not a counter a stranger could walk.
@@ -98,13 +99,13 @@ class ServiceRequest(Base):
 
     @property
     def status_label(self) -> str:
-        """已提交 / 办理中 / 已办结 …"""
-        return STATUSES.get(self.status, self.status)
+        """The status as people read it (templates/labels.yaml)."""
+        return label("request_status", self.status)
 
     @property
     def type_label(self) -> str:
-        """政务类 / 民主自治类 / 市场服务类 / 公益类, or '' before classification."""
-        return TYPES.get(self.type or "", "")
+        """The type as people read it, or '' before classification."""
+        return label("request_type", self.type)
 
     @property
     def is_open(self) -> bool:
@@ -113,8 +114,8 @@ class ServiceRequest(Base):
 
     @property
     def kind_label(self) -> str:
-        """求助 / 咨询 / 建议."""
-        return KINDS.get(self.kind, self.kind)
+        """The kind as people read it."""
+        return label("request_kind", self.kind)
 
     def __repr__(self) -> str:
         return f"<ServiceRequest {self.ref} {self.status}>"
@@ -126,9 +127,9 @@ def file_request(session: Session, actor: Actor | None = None, **fields) -> Serv
     session.add(req)
     session.flush()
     req.ref = ref_for_id(req.id)
-    actor = actor or Actor("resident", req.resident_id, "居民")
+    actor = actor or Actor("resident", req.resident_id)
     session.add(TimelineEntry(request_id=req.id, at=req.created_at, actor_kind=actor.kind,
-                              actor_id=actor.id, actor_label=actor.label[:128],
+                              actor_id=actor.id, actor_label=actor.shown[:128],
                               action="submit" if req.channel == "wechat" else "record",
                               from_status=None, to_status=req.status, data={"channel": req.channel}))
     return req

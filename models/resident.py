@@ -10,10 +10,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
+from .labels import codes
 from .organisation import Estate
 from .pii import EncryptedText, mask_mobile, mask_name
 
-PARTY_STATES = ("none", "pending", "confirmed")
+PARTY_STATES = codes("party_member", ("none", "pending", "confirmed"))
 
 
 class Resident(Base):

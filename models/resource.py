@@ -8,9 +8,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
 from .content import search_text, tokens
+from .labels import codes, label
 from .organisation import Organisation
 
-DIRECTORIES = {"administrative": "行政资源", "market": "市场资源", "public_welfare": "公益资源"}
+DIRECTORIES = codes("resource_directory", ("administrative", "market", "public_welfare"))
 
 
 class Resource(Base):
@@ -36,7 +37,7 @@ class Resource(Base):
     @property
     def directory_label(self) -> str:
         """行政资源 / 市场资源 / 公益资源."""
-        return DIRECTORIES.get(self.directory, self.directory)
+        return label("resource_directory", self.directory)
 
     def refresh_search_text(self) -> None:
         """Re-segments the searchable words after an edit."""

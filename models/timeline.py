@@ -8,11 +8,11 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, BigID, UTCDateTime, utcnow
+from .labels import codes, label
 
-ACTIONS = {"submit": "提交", "record": "代录", "classify": "分类受理", "route": "派单", "transfer": "转办",
-           "escalate": "升级", "answer": "答复", "resolve": "办结", "rate": "评价", "reopen": "重新办理",
-           "close": "关闭", "remind": "提醒"}
-ACTOR_KINDS = ("resident", "steward", "liaison", "staff", "system")
+ACTIONS = codes("timeline_action", ("submit", "record", "classify", "route", "transfer", "escalate", "answer",
+                                     "resolve", "rate", "reopen", "close", "remind"))
+ACTOR_KINDS = codes("actor", ("resident", "steward", "liaison", "staff", "system"))
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,15 @@ class Actor:
 
     kind: str
     id: int | None = None
-    label: str = ""
+    label: str = ""  # e.g. the steward's community and role; empty: the kind's label
+
+    @property
+    def shown(self) -> str:
+        """What the timeline records as who: the label, or the kind's label (居民, 系统)."""
+        return self.label or label("actor", self.kind)
 
 
-SYSTEM = Actor("system", None, "系统")
+SYSTEM = Actor("system", None)
 
 
 class TimelineEntry(Base):
@@ -51,8 +56,8 @@ class TimelineEntry(Base):
 
     @property
     def action_label(self) -> str:
-        """提交 / 派单 / 办结 …"""
-        return ACTIONS.get(self.action, self.action)
+        """The step as people read it (templates/labels.yaml)."""
+        return label("timeline_action", self.action)
 
     def __repr__(self) -> str:
         return f"<TimelineEntry {self.request_id} {self.action} {self.from_status}->{self.to_status}>"

@@ -12,6 +12,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, BigID, UTCDateTime, utcnow
+from .labels import codes, label
 from .organisation import Organisation
 
 # Roles and the organisation kind each one's scope must be (None: the whole park).
@@ -22,8 +23,7 @@ ROLES = {
     "steward": ("community",),
     "liaison": None,  # any handler organisation
 }
-ROLE_LABELS = {"admin": "管理员", "organisation_department": "组织部", "street_staff": "街道·社工委",
-               "steward": "红管负责人", "liaison": "联络人"}
+codes("role", tuple(ROLES))
 MIN_PASSWORD_LENGTH = 10
 # Roles that may link a WeChat account and enter the console from the mobile pages.
 WECHAT_ROLES = ("steward", "liaison")
@@ -73,7 +73,7 @@ class ConsoleUser(Base):
     @property
     def role_label(self) -> str:
         """The role as the console shows it."""
-        return ROLE_LABELS.get(self.role, self.role)
+        return label("role", self.role)
 
     @property
     def sees_everything(self) -> bool:

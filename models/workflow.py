@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from .deadlines import add_working_days
 from .organisation import Organisation
+from .labels import label, labels_of
 from .request import CLOSE_REASONS, LEVELS, OPEN_STATUSES, RATINGS, TYPES, ServiceRequest
 from .timeline import SYSTEM, Actor, TimelineEntry
 
@@ -60,7 +61,7 @@ def _move(session: Session, req: ServiceRequest, actor: Actor, action: str, to_s
           now: datetime, note: str | None = None, data: dict | None = None) -> TimelineEntry:
     """Sets the status and appends the timeline entry, in the caller's transaction."""
     entry = TimelineEntry(request_id=req.id, at=now, actor_kind=actor.kind, actor_id=actor.id,
-                          actor_label=actor.label[:128], action=action, from_status=req.status,
+                          actor_label=actor.shown[:128], action=action, from_status=req.status,
                           to_status=to_status, handler_id=req.handler_id, note=note, data=data)
     req.status = to_status
     req.updated_at = now
@@ -73,7 +74,8 @@ def classify(session: Session, req: ServiceRequest, actor: Actor, type_: str, ca
     """Accepts the request with its type (政务类 …) and finer category."""
     to_status = _check(req, "classify")
     if type_ not in TYPES:
-        raise WorkflowError("bad_type", f"unknown type {type_!r}", value=type_, types=list(TYPES.values()))
+        raise WorkflowError("bad_type", f"unknown type {type_!r}", value=type_,
+                            types=list(labels_of("request_type").values()))
     category = (category or "").strip()
     if not category:
         raise WorkflowError("category_missing", "a category is required", ref=req.ref)
@@ -209,7 +211,7 @@ def rate(session: Session, req: ServiceRequest, actor: Actor, rating: str, now: 
     if req.unsatisfied_count >= 2:
         # A second 不满意 is no longer the handler's to fix alone: send it up a level.
         try:
-            escalate(session, req, SYSTEM, comment or RATINGS["unsatisfied"], now)
+            escalate(session, req, SYSTEM, comment or label("rating", "unsatisfied"), now)
         except WorkflowError as exc:
             if exc.code != "top_level":
                 raise
@@ -240,7 +242,7 @@ def close(session: Session, req: ServiceRequest, actor: Actor, reason: str, now:
     if req.status in OPEN_STATUSES:
         if reason not in EARLY_CLOSE_REASONS:
             raise WorkflowError("still_open", "an open request closes only with a reason",
-                                ref=req.ref, reasons=[CLOSE_REASONS[r] for r in EARLY_CLOSE_REASONS])
+                                ref=req.ref, reasons=[label("close_reason", r) for r in EARLY_CLOSE_REASONS])
         if not note:
             raise WorkflowError("reason_missing", "closing an open request needs a note for the resident",
                                 ref=req.ref)

@@ -10,7 +10,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from sqlalchemy import select
 
 from models import ConsoleUser, Liaison, Organisation, Steward
-from models.user import (ROLE_LABELS, WECHAT_ROLES, UserError, change_role, create_user, issue_bind_token,
+from models.labels import labels_of
+from models.user import (WECHAT_ROLES, UserError, change_role, create_user, issue_bind_token,
                          link_wechat, set_active, unlink_wechat)
 
 from ..db import get_session
@@ -68,7 +69,7 @@ def account_unlink():
         audit_log("wechat_unlink", f"user:{user.username}")
         get_session().commit()
         _keep_my_session(user)
-        flash("已解除微信绑定。", "ok")
+        flash(render_template("console/wechat_unlinked.txt"), "ok")
     return redirect(url_for(".account"))
 
 
@@ -109,7 +110,7 @@ def _openid_of(s, value: str) -> str | None:
 def _page(user: ConsoleUser, status: int = 200, **extra):
     """An account's page for admins, with whatever a form just produced."""
     s = get_session()
-    return render_template("console/user.html", user=user, scopes=_scopes(s), roles=ROLE_LABELS,
+    return render_template("console/user.html", user=user, scopes=_scopes(s), roles=labels_of("role"),
                            people=_directory_people(s, user), **extra), status
 
 
@@ -141,7 +142,7 @@ def users():
             s.commit()
             return _page(user, created=True, password=password if generated else None)
     rows = s.scalars(select(ConsoleUser).order_by(ConsoleUser.role, ConsoleUser.username)).all()
-    return render_template("console/users.html", rows=rows, scopes=_scopes(s), roles=ROLE_LABELS,
+    return render_template("console/users.html", rows=rows, scopes=_scopes(s), roles=labels_of("role"),
                            error=error, form=request.form), 400 if error else 200
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import JSON, Integer, String, func, insert, literal, or_, select
 
 from models import Announcement, Estate, HandbookEntry, OutboxMessage, Resident, utcnow
 from models.content import CHANNELS, HANDBOOK_KINDS, search_text, tokens
+from models.labels import labels_of
 from models.resource import DIRECTORIES, Resource, search_resources
 
 from ..db import get_session
@@ -31,7 +32,7 @@ def announcements():
     if ids is not None:
         stmt = stmt.where((Announcement.community_id.is_(None)) | Announcement.community_id.in_(ids))
     return render_template("console/announcements.html", rows=s.scalars(stmt).all(),
-                           communities=scope.communities(s, user), channels=CHANNELS,
+                           communities=scope.communities(s, user), channels=labels_of("announcement_channel"),
                            errors=[], form={})
 
 
@@ -55,7 +56,8 @@ def publish():
     if errors:
         rows = s.scalars(select(Announcement).order_by(Announcement.published_at.desc()).limit(0)).all()
         return render_template("console/announcements.html", rows=rows, errors=errors, form=form,
-                               communities=scope.communities(s, user), channels=CHANNELS), 400
+                               communities=scope.communities(s, user),
+                               channels=labels_of("announcement_channel")), 400
     now = utcnow()
     ann = Announcement(key="console-" + secrets.token_hex(8), channel=form["channel"], title=title,
                        summary=form.get("summary", "").strip()[:200], body=body,
@@ -116,7 +118,8 @@ def handbook():
         words = tokens(q, limit=8) or [q.lower()]
         stmt = stmt.where(or_(*[HandbookEntry.search_text.contains(f" {w} ", autoescape=True) for w in words],
                               HandbookEntry.question.contains(q, autoescape=True)))
-    return render_template("console/handbook.html", rows=s.scalars(stmt).all(), q=q, kinds=HANDBOOK_KINDS)
+    return render_template("console/handbook.html", rows=s.scalars(stmt).all(), q=q,
+                           kinds=labels_of("handbook_kind"))
 
 
 @bp.route("/handbook/new", methods=["GET", "POST"], defaults={"entry_id": None})
@@ -148,7 +151,8 @@ def handbook_edit(entry_id: int | None):
             s.commit()
             flash(render_template("console/saved.txt"), "ok")
             return redirect(url_for(".handbook"))
-    return render_template("console/handbook_edit.html", entry=entry, kinds=HANDBOOK_KINDS, errors=errors,
+    return render_template("console/handbook_edit.html", entry=entry, kinds=labels_of("handbook_kind"),
+                           errors=errors,
                            form=request.form), (400 if errors else 200)
 
 
@@ -162,7 +166,7 @@ def resources():
     rows = search_resources(s, directory, q)
     counts = dict(s.execute(select(Resource.directory, func.count()).group_by(Resource.directory)).all())
     return render_template("console/resources.html", rows=rows, q=q, directory=directory,
-                           directories=DIRECTORIES, counts=counts)
+                           directories=labels_of("resource_directory"), counts=counts)
 
 
 @bp.route("/resources/new", methods=["GET", "POST"], defaults={"resource_id": None})
@@ -194,5 +198,6 @@ def resource_edit(resource_id: int | None):
             s.commit()
             flash(render_template("console/saved.txt"), "ok")
             return redirect(url_for(".resources", directory=res.directory))
-    return render_template("console/resource_edit.html", res=res, directories=DIRECTORIES, errors=errors,
+    return render_template("console/resource_edit.html", res=res, directories=labels_of("resource_directory"),
+                           errors=errors,
                            form=request.form), (400 if errors else 200)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from models import Organisation, reporting, utcnow
 from models.rollup import PARK_TZ
-from models.request import TYPES
+from models.labels import labels_of
 
 from ..db import get_session
 from . import charts
@@ -73,4 +73,5 @@ def dashboard():
         "console/dashboard.html", figures=reporting.headline(s, now), start=start_s, end=end_s,
         monthly=charts.stacked_columns([label for label, _, _ in months], reporting.SERIES, monthly),
         communities=charts.stacked_rows(labels[:20], reporting.SERIES, per_community),
-        response=charts.histogram(list(response.items())), types=TYPES, palette=charts.PALETTE)
+        response=charts.histogram(list(response.items())), types=labels_of("request_type"),
+        palette=charts.PALETTE)

@@ -15,7 +15,7 @@ from models.audit import ACTIONS, AuditEntry
 from handlers import stewarding
 from models import routing
 from models.organisation import Liaison
-from models.request import TYPES
+from models.labels import labels_of
 
 from ..db import get_session
 from .auth import audit_log, current_user, login_required
@@ -91,8 +91,8 @@ def audit():
     page = min(max(request.args.get("page", 1, type=int), 1), pages)
     rows = s.scalars(select(AuditEntry).where(*where).order_by(AuditEntry.id.desc())
                      .limit(AUDIT_PAGE).offset((page - 1) * AUDIT_PAGE)).all()
-    return render_template("console/audit.html", rows=rows, actions=ACTIONS, action=action,
-                           username=username, page=page, pages=pages, total=total)
+    return render_template("console/audit.html", rows=rows, actions=labels_of("audit_action"),
+                           action=action, username=username, page=page, pages=pages, total=total)
 
 
 def routing_path() -> Path:
@@ -133,5 +133,6 @@ def routing_rules():
         rules = routing.parse(yaml.safe_load(text), path.name) if text else None
     except (yaml.YAMLError, routing.RoutingError):
         rules = None
-    return render_template("console/routing.html", text=text, rules=rules, error=error, types=TYPES), \
+    return render_template("console/routing.html", text=text, rules=rules, error=error,
+                           types=labels_of("request_type")), \
         (400 if error else 200)

@@ -11,7 +11,8 @@ from handlers import request_notices, stewarding
 from models import Estate, Organisation, ServiceRequest, file_request, utcnow
 from models import routing, workflow
 from models.organisation import HANDLER_KINDS
-from models.request import CHANNELS, CLOSE_REASONS, KINDS, OPEN_STATUSES, STATUSES, TYPES
+from models.labels import labels_of, pick
+from models.request import CHANNELS, KINDS, OPEN_STATUSES, STATUSES, TYPES
 from models.timeline import Actor, timeline_of
 
 from ..db import get_session
@@ -113,7 +114,8 @@ def inbox():
                         .order_by(Estate.name)).all()
     args = {k: v for k, v in chosen.items() if v}
     return render_template("console/inbox.html", rows=rows, counts=counts, total=total, page=page,
-                           pages=pages, chosen=chosen, args=args, statuses=STATUSES, types=TYPES,
+                           pages=pages, chosen=chosen, args=args, statuses=labels_of("request_status"),
+                           types=labels_of("request_type"),
                            channels=CHANNELS, communities=communities, estates=estates,
                            handlers=_handlers(s), now=utcnow(),
                            open_count=sum(counts.get(st, 0) for st in OPEN_STATUSES))
@@ -133,9 +135,9 @@ def detail(request_id: int):
     req = scope.get_request(s, user, request_id)
     allowed = {a for a, roles in ACTION_ROLES.items() if user.role in roles}
     return render_template("console/request.html", req=req, timeline=timeline_of(s, req.id),
-                           allowed=allowed, types=TYPES, handlers=_handlers(s), now=utcnow(),
+                           allowed=allowed, types=labels_of("request_type"), handlers=_handlers(s), now=utcnow(),
                            suggestion=_suggestion(s, req),
-                           close_reasons={k: CLOSE_REASONS[k] for k in workflow.EARLY_CLOSE_REASONS},
+                           close_reasons=pick("close_reason", workflow.EARLY_CLOSE_REASONS),
                            transitions=workflow.TRANSITIONS)
 
 
@@ -272,7 +274,7 @@ def record_offline():
             s.commit()
             flash(render_template("console/action_done.txt", action="record", ref=req.ref), "ok")
             return redirect(url_for(".detail", request_id=req.id))
-    return render_template("console/record.html", estates=estates, channels=offline, kinds=KINDS,
+    return render_template("console/record.html", estates=estates, channels=offline, kinds=labels_of("request_kind"),
                            errors=errors, form=form), (400 if errors else 200)
 
 

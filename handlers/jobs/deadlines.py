@@ -90,7 +90,7 @@ def _remind(session: Session, settings: dict, req_id: int, hours: float, now: da
         return 0
     wording = "reminder_due" if hours == 0 else "reminder_soon"
     # Not a transition: the timeline shows the reminder so the handler's record is complete.
-    session.add(TimelineEntry(request_id=req.id, at=now, actor_kind=SYSTEM.kind, actor_label=SYSTEM.label,
+    session.add(TimelineEntry(request_id=req.id, at=now, actor_kind=SYSTEM.kind, actor_label=SYSTEM.shown,
                               action="remind", from_status=req.status, to_status=req.status,
                               handler_id=req.handler_id, note=say(wording, req=req), data={"hours": hours}))
     _tell(session, settings, req, wording, f"remind:{req.id}:{hours:g}:{req.deadline_at:%Y%m%d%H%M}")
