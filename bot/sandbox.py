@@ -61,14 +61,14 @@ def oauth_authorize():
     public_url = current_app.extensions["redsteward.services"].public_url
     redirect_uri = args.get("redirect_uri", "")
     if args.get("appid") != wx["appid"] or args.get("scope") not in ("snsapi_base", "snsapi_userinfo"):
-        return render_template("sandbox/authorize.html", error="appid 或 scope 参数错误"), 400
+        return render_template("sandbox/authorize.html", error="bad_args"), 400
     if not redirect_uri.startswith(public_url + "/"):
         # WeChat allows only the account's authorised domain (errcode 10003).
-        return render_template("sandbox/authorize.html", error="redirect_uri 域名与后台配置不一致"), 400
+        return render_template("sandbox/authorize.html", error="bad_domain"), 400
     openid = args.get("openid", "").strip()[:64]
     if not openid:
-        people = [(s.openid, f"红管负责人 {s.name}") for s in get_session().scalars(select(Steward).order_by(Steward.id))]
-        people += [(p.openid, f"联络人 {p.organisation.name} {p.masked_name}") for p in get_session().scalars(
+        people = [(s.openid, "steward", s.name) for s in get_session().scalars(select(Steward).order_by(Steward.id))]
+        people += [(p.openid, "liaison", f"{p.organisation.name} {p.masked_name}") for p in get_session().scalars(
             select(Liaison).where(Liaison.openid.is_not(None), Liaison.active.is_(True)).order_by(Liaison.id))]
         return render_template("sandbox/authorize.html", error=None, args=args, people=people)
     code = _codes().dumps([openid, secrets.token_hex(4)])

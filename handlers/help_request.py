@@ -46,7 +46,7 @@ def file(ctx: Context, answers: dict) -> Reply:
             Organisation.code == answers["community"], Organisation.kind == "community"))
     description = answers["description"]
     if isinstance(description, dict):  # a voice answer: keep WeChat's recognition as the text
-        description = description.get("recognition") or "（语音）"
+        description = description.get("recognition") or say("voice_description")
     req = file_request(ctx.session, kind=answers["kind"], category=answers.get("category"),
                        description=description, location=answers.get("location"),
                        photos=answers.get("photos"), resident_id=resident.id,

@@ -38,11 +38,7 @@ class HandlingForm:
     html: str = ""
     text: str = ""
     xlsx: bytes = b""
-
-    @property
-    def filename(self) -> str:
-        """The attachment's name, dated by the end of the window."""
-        return f"民意诉求承办单-{self.end:%Y%m%d}.xlsx"
+    filename: str = ""  # the attachment's name, dated by the end of the window
 
 
 @lru_cache(maxsize=1)
@@ -101,6 +97,7 @@ def compile_form(session: Session, settings: dict, start: datetime, end: datetim
     form.html = _render("form.html", **context)
     form.text = _render("form.txt", **context)
     form.xlsx = _workbook(form.title, columns, form.rows)
+    form.filename = _render("filename.txt", day=f"{end:%Y%m%d}")
     return form
 
 
@@ -108,7 +105,7 @@ def _workbook(title: str, columns: list[str], rows: list[dict]) -> bytes:
     """The form as an Excel workbook: a title line, a header row, one row per request."""
     wb = Workbook()
     ws = wb.active
-    ws.title = "承办单"
+    ws.title = _render("sheet.txt")
     ws.append([title])
     ws["A1"].font = Font(bold=True, size=14)
     ws.append(columns)
