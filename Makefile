@@ -40,11 +40,12 @@ clean:
 	rm -rf $(VENV) instance .pytest_cache
 
 # Regenerate the schema migration after a model change (pre-release: one initial revision).
-# 0002 (PostgreSQL full-text indexes, written by hand) is set aside while 0001 is regenerated.
+# 0002 (PostgreSQL full-text indexes) and 0003 (re-segmented search words), written by hand, are
+# set aside while 0001 is regenerated.
 migration: install
 	rm -f migrations/versions/0001_initial_schema.py instance/migration-gen.sqlite3
-	mkdir -p instance && mv migrations/versions/0002_fulltext_indexes.py instance/
+	mkdir -p instance && mv migrations/versions/000[2-9]_*.py instance/
 	$(BIN)/python -c "from bot.cli import alembic_config; from alembic import command; \
 	command.revision(alembic_config('sqlite:///instance/migration-gen.sqlite3'), message='initial schema', autogenerate=True, rev_id='0001')"
 	rm -f instance/migration-gen.sqlite3*
-	mv instance/0002_fulltext_indexes.py migrations/versions/
+	mv instance/000[2-9]_*.py migrations/versions/

@@ -10,7 +10,7 @@ from wechatpy.crypto import WeChatCrypto
 from handlers import menus as menu_loader
 from handlers.context import Services
 from models import labels as label_loader
-from models.content import warm_up as warm_up_segmenter
+from models import segmenter
 
 from . import cli, console, db, mydata, open311, sandbox, scheduler, triage, voice, webhook
 from . import mobile, ops
@@ -43,7 +43,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     label_loader.add_to(app.jinja_env)
     menus_path = settings["app"]["menus_path"] or menu_loader.DEFAULT_PATH
     app.extensions["redsteward.services"] = Services(settings=settings, menus=menu_loader.load(menus_path))
-    warm_up_segmenter()  # jieba's dictionary takes seconds to load: not on a resident's message
+    # Loaded here, not on a resident's message; under gunicorn --preload the workers share it.
+    segmenter.configure(Path(app.instance_path) / "segmenter")
+    segmenter.tokenizer()
     if wx["encoding_aes_key"]:
         app.extensions["redsteward.crypto"] = WeChatCrypto(wx["token"], wx["encoding_aes_key"], wx["appid"])
     app.register_blueprint(webhook.bp)

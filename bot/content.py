@@ -44,3 +44,15 @@ def content_load(path):
                    err=True)
         sys.exit(1)
     click.echo(f"loaded {counts['handbook']} handbook entries, {counts['announcements']} announcements")
+
+
+@content_cli.command("reindex")
+def content_reindex():
+    """Re-segment the search words of announcements, handbook entries and resources."""
+    from models.content import reindex
+
+    from .db import get_session
+    session = get_session()
+    counts = reindex(session)
+    session.commit()
+    click.echo(", ".join(f"{n} {table}" for table, n in counts.items()) + " re-segmented")

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Organisation, ServiceRequest, duplicate, routing
-from models.content import _segmenter  # jieba, loaded once per process
+from models import segmenter
 from models.open311 import Catalogue, load_catalogue
 from models.labels import label
 from models.request import OPEN_STATUSES
@@ -44,7 +44,7 @@ def words(text: str, catalogue: Catalogue | None = None) -> list[str]:
     """The words of a text that can tell one matter from another."""
     stop = set((catalogue or load_catalogue()).settings.get("stopwords") or ())
     out = []
-    for word in _segmenter().lcut(text or ""):
+    for word in segmenter.tokenizer().lcut(text or ""):
         word = word.strip()
         if word and word not in stop and any(ch.isalnum() for ch in word) and not word.isdigit():
             out.append(word)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 from datetime import date, datetime, time
 from functools import reduce
 
 from sqlalchemy import ForeignKey, Index, String, Text, case, func, literal_column, or_, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from . import segmenter
 from .base import Base, UTCDateTime, utcnow
 from .deadlines import PARK_TZ
 from .labels import codes, label
@@ -29,34 +29,10 @@ STOPWORDS = frozenset("""
 """.split())
 _WORD_RE = re.compile(r"[\u4e00-\u9fff]|[a-z0-9]{2,}")
 
-_jieba = None
-_jieba_lock = threading.Lock()
-
-
-def _segmenter():
-    """jieba, imported and its dictionary loaded once per process (the first load takes ~0.6 s)."""
-    global _jieba
-    if _jieba is None:
-        with _jieba_lock:
-            if _jieba is None:
-                import jieba
-                jieba.setLogLevel(logging.WARNING)
-                jieba.initialize()
-                _jieba = jieba
-    return _jieba
-
-
-def warm_up() -> threading.Thread:
-    """Loads jieba in a background thread, so the first resident's search does not wait for it."""
-    thread = threading.Thread(target=_segmenter, name="jieba-warm-up", daemon=True)
-    thread.start()
-    return thread
-
-
 def tokens(text: str, limit: int | None = None) -> list[str]:
     """The searchable words of a text: jieba's search-mode cut, without stopwords, in order."""
     seen: list[str] = []
-    for word in _segmenter().cut_for_search((text or "").lower()):
+    for word in segmenter.tokenizer().cut_for_search((text or "").lower()):
         word = word.strip()
         if not word or word in STOPWORDS or not _WORD_RE.search(word):
             continue
@@ -108,6 +84,10 @@ class Announcement(Base):
         """红管发布 or 便民资讯."""
         return label("announcement_channel", self.channel)
 
+    def refresh_search_text(self) -> None:
+        """Re-segments the searchable words after an edit."""
+        self.search_text = search_text(self.title, self.summary, self.body)
+
     def __repr__(self) -> str:
         return f"<Announcement {self.key} {self.channel}>"
 
@@ -133,6 +113,10 @@ class HandbookEntry(Base):
     def kind_label(self) -> str:
         """常见问题 or 案例."""
         return label("handbook_kind", self.kind)
+
+    def refresh_search_text(self) -> None:
+        """Re-segments the searchable words after an edit."""
+        self.search_text = search_text(self.question, self.category, self.answer)
 
     def __repr__(self) -> str:
         return f"<HandbookEntry {self.key} {self.kind}>"
@@ -229,7 +213,7 @@ def load_content(session: Session, doc: dict, now: datetime | None = None) -> di
         entry.kind, entry.category = kind, str(item.get("category", ""))
         entry.question, entry.answer = tidy(item["question"]), tidy(item["answer"])
         entry.updated_at = now
-        entry.search_text = search_text(entry.question, entry.category, entry.answer)
+        entry.refresh_search_text()
         session.add(entry)
         counts["handbook"] += 1
     for i, item in enumerate(doc.get("announcements") or [], 1):
@@ -250,10 +234,30 @@ def load_content(session: Session, doc: dict, now: datetime | None = None) -> di
         ann.url, ann.image_url = str(item.get("url", "")), str(item.get("image_url", ""))
         ann.community_id = community_id
         ann.published_at = _when(item.get("published_at"), now, f"announcement #{i}")
-        ann.search_text = search_text(ann.title, ann.summary, ann.body)
+        ann.refresh_search_text()
         session.add(ann)
         counts["announcements"] += 1
     session.flush()
+    return counts
+
+
+def reindex(session: Session, batch: int = 500) -> dict[str, int]:
+    """Re-segments the stored search words of every announcement, handbook entry and resource.
+
+    Needed once the segmenter cuts differently (a new dictionary), so stored words and the words
+    of a resident's query come from the same cut again.
+    """
+    from .resource import Resource
+    counts = {}
+    for model in (Announcement, HandbookEntry, Resource):
+        counts[model.__tablename__] = 0
+        last = 0
+        while rows := session.scalars(select(model).where(model.id > last).order_by(model.id).limit(batch)).all():
+            for row in rows:
+                row.refresh_search_text()
+            counts[model.__tablename__] += len(rows)
+            last = rows[-1].id
+            session.flush()
     return counts
 
 

@@ -7,7 +7,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from sqlalchemy import JSON, Integer, String, func, insert, literal, or_, select
 
 from models import Announcement, Estate, HandbookEntry, OutboxMessage, Resident, utcnow
-from models.content import CHANNELS, HANDBOOK_KINDS, search_text, tokens
+from models.content import CHANNELS, HANDBOOK_KINDS, tokens
 from models.labels import labels_of
 from models.resource import DIRECTORIES, Resource, search_resources
 
@@ -62,7 +62,7 @@ def publish():
     ann = Announcement(key="console-" + secrets.token_hex(8), channel=form["channel"], title=title,
                        summary=form.get("summary", "").strip()[:200], body=body,
                        community_id=community_id, published_at=now)
-    ann.search_text = search_text(ann.title, ann.summary, ann.body)
+    ann.refresh_search_text()
     s.add(ann)
     s.flush()
     pushed = _push(s, ann) if form.get("push") else 0
@@ -144,7 +144,7 @@ def handbook_edit(entry_id: int | None):
             entry.kind, entry.category = form["kind"], form.get("category", "").strip()[:64]
             entry.question, entry.answer = form["question"].strip(), form["answer"].strip()
             entry.updated_at = utcnow()
-            entry.search_text = search_text(entry.question, entry.category, entry.answer)
+            entry.refresh_search_text()
             s.add(entry)
             s.flush()
             audit_log("handbook_edit", f"handbook:{entry.id}")
