@@ -4,15 +4,17 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from alembic import command
-from alembic.config import Config
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from handlers import menus as menu_loader
 from models import labels as label_loader
+
+if TYPE_CHECKING:  # Alembic is imported by the commands that use it, not by the web app
+    from alembic.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +28,7 @@ pii_cli = AppGroup("pii", help="Personal data at rest: key rotation.")
 
 def alembic_config(url: str) -> Config:
     """Alembic's configuration, pointed at this app's database."""
+    from alembic.config import Config
     cfg = Config()
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -37,6 +40,7 @@ def upgrade_database(app: Flask) -> None:
     url = app.config["REDSTEWARD"]["database"]["url"]
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    from alembic import command
     command.upgrade(alembic_config(url), "head")
 
 

@@ -5,17 +5,19 @@ import logging
 import re
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import qrcode
 import yaml
 from flask import current_app
 from flask.cli import AppGroup
-from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import select
 
 from handlers.welcome import ESTATE_SCENE_PREFIX
 from models import Estate
+
+if TYPE_CHECKING:  # qrcode and Pillow are imported by the poster commands, not by the web app
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 qr_cli = AppGroup("qr", help="Parametric QR codes that bind a follower to an estate.")
@@ -53,6 +55,8 @@ def create_ticket(client, scene: str) -> dict:
 
 def draw_poster(url: str, lines: list[str], font_path: str | None) -> Image.Image:
     """A printable poster: header, title and subtitle above the QR code, two lines below it."""
+    import qrcode
+    from PIL import Image, ImageDraw, ImageFont
     poster = Image.new("RGB", POSTER_SIZE, "white")
     pen = ImageDraw.Draw(poster)
     pen.rectangle([0, 0, POSTER_SIZE[0], 150], fill=(192, 0, 0))

@@ -8,12 +8,9 @@ import signal
 import socket
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import create_engine, text
@@ -21,6 +18,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from models import deadlines, utcnow
+
+if TYPE_CHECKING:  # APScheduler is imported by the scheduler process, never by the web workers
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.cron import CronTrigger
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,8 @@ def leadership_for(settings: dict):
 
 def job_table(settings: dict) -> dict[str, tuple]:
     """Every scheduled job: id → (trigger, misfire grace seconds)."""
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
     sch = settings["scheduler"]
     tz = sch["timezone"]
 
@@ -182,6 +185,8 @@ def run_named(app: Flask, name: str, now=None) -> dict:
 
 def build_scheduler(app: Flask) -> BackgroundScheduler:
     """A paused scheduler on the persistent job store, with this deployment's jobs in it."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
     settings = app.config["REDSTEWARD"]
     store = SQLAlchemyJobStore(engine=app.extensions["redsteward.engine"], tablename=JOBSTORE_TABLE)
     scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=settings["scheduler"]["timezone"],

@@ -4,8 +4,6 @@ from __future__ import annotations
 import base64
 import secrets
 
-import qrcode
-import qrcode.image.svg
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
@@ -29,6 +27,7 @@ def _bind_link(user: ConsoleUser) -> dict:
     """A new one-time binding link for the user, with its QR code as an inline SVG image."""
     token = issue_bind_token(user)
     url = current_app.extensions["redsteward.services"].public_url + url_for("console_wechat.bind", token=token)
+    import qrcode.image.svg  # with Pillow and lxml: only this page needs them, not every worker at start
     svg = qrcode.make(url, image_factory=qrcode.image.svg.SvgPathImage, box_size=8).to_string()
     return {"url": url, "qr": "data:image/svg+xml;base64," + base64.b64encode(svg).decode()}
 

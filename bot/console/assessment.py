@@ -4,8 +4,6 @@ from __future__ import annotations
 import io
 
 from flask import Blueprint, render_template, request, send_file
-from openpyxl import Workbook
-from openpyxl.styles import Font
 from sqlalchemy import select
 
 from models import Organisation, ServiceRequest, Steward, reporting, utcnow
@@ -104,6 +102,8 @@ def export():
     handlers, stewards = compute(s, opts)
     headers = [h for h in render_template("console/assessment_headers.txt").splitlines() if h.strip()]
     sheets = [h for h in render_template("console/assessment_sheets.txt").splitlines() if h.strip()]
+    from openpyxl import Workbook  # with numpy: only the export needs it, not every worker at start
+    from openpyxl.styles import Font
     wb = Workbook()
     for index, (title, rows) in enumerate(zip(sheets, (handlers, stewards))):
         ws = wb.active if index == 0 else wb.create_sheet()

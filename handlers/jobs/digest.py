@@ -10,8 +10,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font, PatternFill
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
@@ -103,6 +101,8 @@ def compile_form(session: Session, settings: dict, start: datetime, end: datetim
 
 def _workbook(title: str, columns: list[str], rows: list[dict]) -> bytes:
     """The form as an Excel workbook: a title line, a header row, one row per request."""
+    from openpyxl import Workbook  # the scheduler's and the digest command's, not the web app's
+    from openpyxl.styles import Alignment, Font, PatternFill
     wb = Workbook()
     ws = wb.active
     ws.title = _render("sheet.txt")
