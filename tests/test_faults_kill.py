@@ -1,6 +1,8 @@
 """kill -9 of gunicorn workers in the middle of a flow: after the restart nothing is lost or doubled.
 
-A real gunicorn (two workers) serves the app on a loopback port. The resident's final
+A real gunicorn (two workers) serves the app on a loopback port, configured as deployed
+(deploy/gunicorn.conf.py: the app built once in the master, the workers forked from it, and
+forked again after the kill). The resident's final
 确认 of 我要求助 is held mid-request (the test holds the database's write lock, or the
 resident's conversation row on PostgreSQL), the workers are killed with SIGKILL, the
 lock is let go, and WeChat's retry of the same delivery goes to the fresh workers.
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -60,7 +63,7 @@ class _Answer:
 
 
 class Gunicorn:
-    """gunicorn -w 2 serving wsgi:app with the test's settings."""
+    """gunicorn -w 2 with the deployed configuration serving wsgi:app with the test's settings."""
 
     def __init__(self, db_url: str, port: int, tmp: Path):
         """Starts gunicorn on `port` against `db_url` and waits for both workers."""
@@ -69,8 +72,9 @@ class Gunicorn:
                    REDSTEWARD_APP_MEDIA_DIR=str(tmp / "media"), REDSTEWARD_REDIS_URL="")
         self.port = port
         self.log = open(tmp / "gunicorn.log", "w")
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-w", "2", "--timeout", "30",
-                                      "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env,
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
+                                      "-w", "2", "--timeout", "30", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+                                     cwd=ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_workers(2)
 
@@ -188,3 +192,31 @@ def test_workers_killed_mid_confirmation_file_the_request_exactly_once(make_app,
         assert chat.state == (None, None)
     finally:
         server.stop()
+
+
+def test_a_forked_worker_opens_connections_of_its_own(make_app):
+    """gunicorn --preload forks workers from the master: none may talk over a connection of the master's."""
+    engine = make_app().extensions["redsteward.engine"]
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    assert engine.pool.checkedin() == 1  # the parent keeps a pooled connection
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() beside pytest's threads, ended by _exit
+        child = os.fork()
+    if child == 0:
+        try:
+            inherited = engine.pool.checkedin()
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            os.write(write, f"{inherited} {engine.pool.checkedin()}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        assert pipe.read() == "0 1"  # nothing inherited; a connection of its own
+    with engine.connect() as conn:  # the parent's connection was left alone and still answers
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    engine.dispose()
+
