@@ -10,7 +10,8 @@ BENCH_MEMORY_MAX_SECONDS (cap on both memory rounds together, default 300),
 BENCH_PG_URL (default rs_bench on 127.0.0.1: databases rs_bench_plain and rs_bench_safe
 are created if missing; empty string skips PostgreSQL), BENCH_ONLY (comma-separated target names),
 BENCH_OUTBOX_MESSAGES (default 1000), BENCH_OUTBOX_RATE (the limited run, default 100/s), BENCH_PROFILE=1
-(py-spy records one Red Steward worker during the first round).
+(py-spy records one Red Steward worker during the first round), BENCH_PRELOAD=0 (Red Steward's
+workers build the app themselves instead of forking from a master that preloaded it).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ MEMORY_MAX_SECONDS = int(os.environ.get("BENCH_MEMORY_MAX_SECONDS", "300"))
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/rs_bench")
 ONLY = [t for t in os.environ.get("BENCH_ONLY", "").split(",") if t]
 PROFILE = os.environ.get("BENCH_PROFILE") == "1"
+PRELOAD = os.environ.get("BENCH_PRELOAD", "1") != "0"
 THREADS, CONNECTIONS = 2, 16
 # Enough deliveries that no run replays one (a replay would hit the de-dup cache).
 PER_RUN = max(20_000, 4_000 * SECONDS)
@@ -162,10 +164,19 @@ class Server:
 
     def rss_mb(self) -> list[float]:
         """Resident set of each worker, MB."""
+        return self._per_worker("status", "VmRSS:")
+
+    def pss_mb(self) -> list[float]:
+        """Proportional set of each worker, MB: pages shared with the master and the other worker
+        count in part, so the workers' figures add up to what they really take."""
+        return self._per_worker("smaps_rollup", "Pss:")
+
+    def _per_worker(self, proc_file: str, field: str) -> list[float]:
+        """One kB field of /proc/<worker>/<proc_file> for each worker, in MB."""
         sizes = []
         for pid in self.workers():
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/{proc_file}").read_text().splitlines():
+                if line.startswith(field):
                     sizes.append(int(line.split()[1]) / 1024)
         return sizes
 
@@ -219,8 +230,11 @@ def targets(pg_url: str | None) -> list[dict]:
                 url = ensure_pg(u.set(database=f"{u.database}_{mode}").render_as_string(hide_password=False))
             if db == "pg" and not (pg_url and url):
                 continue
+            # As deployed, but no recycled workers (it would reset the memory measured) and the
+            # default timeout (a request held past 4 s under load is slow, not stuck).
             out.append({"name": f"rs-{db}-{mode}", "mode": mode, "db": url, "cwd": ROOT,
-                        "argv": [str(PY.parent / "gunicorn"), "-w", "2", "wsgi:app"]})
+                        "argv": [str(PY.parent / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-w", "2",
+                                 "--max-requests", "0", "--timeout", "30", "wsgi:app"]})
     return [t for t in out if not ONLY or t["name"] in ONLY]
 
 
@@ -229,7 +243,7 @@ def app_env(target: dict, port: int) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDSTEWARD_")}
     env.update(REDSTEWARD_WECHAT_TOKEN=messages.TOKEN, REDSTEWARD_DATABASE_URL=target["db"],
                REDSTEWARD_APP_PUBLIC_URL=f"http://127.0.0.1:{port}",
-               REDSTEWARD_WECHAT_ENCRYPT_MODE=target["mode"],
+               REDSTEWARD_WECHAT_ENCRYPT_MODE=target["mode"], REDSTEWARD_PRELOAD="1" if PRELOAD else "0",
                PROMETHEUS_MULTIPROC_DIR=str(WORK / f"metrics-{target['name']}-{port}"))
     shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True)
@@ -282,10 +296,10 @@ def measure(wrk_bin: str, started: list[tuple[dict, Server]]) -> list[dict]:
 
 
 def memory(wrk_bin: str, target: dict, port: int, rps: float) -> dict:
-    """RSS per worker of a fresh server after MEMORY_MESSAGES messages, and after as many again."""
+    """RSS and PSS per worker of a fresh server after MEMORY_MESSAGES messages, and after as many again."""
     server = start(wrk_bin, target, port)
     try:
-        out = {"name": target["name"], "before_mb": server.rss_mb()}
+        out = {"name": target["name"], "before_mb": server.rss_mb(), "before_pss_mb": server.pss_mb()}
         # On a slow or busy machine the time cap wins: the table then says how many were sent.
         count = int(min(MEMORY_MESSAGES, rps * MEMORY_MAX_SECONDS / 2))
         for n, label in ((101, "after_first_mb"), (102, "after_second_mb")):
@@ -296,6 +310,7 @@ def memory(wrk_bin: str, target: dict, port: int, rps: float) -> dict:
             # and a sync worker waiting on one is killed as stuck, which would reset its memory.
             r = wrk(wrk_bin, port, file, seconds)
             out[label] = server.rss_mb()
+            out[label.replace("_mb", "_pss_mb")] = server.pss_mb()
             out.setdefault("sent", []).append(r["requests"])
         return out
     finally:
@@ -374,9 +389,10 @@ def main() -> int:
         if "memory" in r:
             m = r["memory"]
             first, second = m["sent"]
-            print(f"\nmemory ({r['name']}), RSS per worker MB: start {_mb(m['before_mb'])}; after "
-                  f"{first} messages {_mb(m['after_first_mb'])}; after {first + second} "
-                  f"{_mb(m['after_second_mb'])}")
+            print(f"\nmemory ({r['name']}, {'preloaded' if PRELOAD else 'not preloaded'}), per worker MB:")
+            for kind, key in (("RSS", "mb"), ("PSS", "pss_mb")):
+                print(f"  {kind}: start {_mb(m['before_' + key])}; after {first} messages "
+                      f"{_mb(m['after_first_' + key])}; after {first + second} {_mb(m['after_second_' + key])}")
     print(f"\nmetrics + access line per webhook call: {ops_overhead():.0f} µs (in-process)")
     from bench import outbox
     dbs = [f"sqlite:///{WORK}/outbox.sqlite3"] + ([pg_url] if pg_url else [])
