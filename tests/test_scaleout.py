@@ -158,7 +158,8 @@ class WeChat:
         try:
             resp = requests.post(f"http://127.0.0.1:{port}/wechat", params=query, data=body.encode(),
                                  timeout=DELIVERY_TIMEOUT)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+            # Refused, or cut off in the middle of the answer by the kill: no answer either way.
             with self.lock:
                 self.down.add(port)
             return None
