@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,14 +25,21 @@ ANSWERS = {"1": "satisfied", "2": "basically_satisfied", "3": "unsatisfied",
 
 def parse(text: str) -> tuple[str, str | None] | None:
     """('satisfied', comment) for '1 谢谢' / '满意'; None for anything else."""
-    answers = {**ANSWERS, **{word: code for code, word in labels_of("rating").items()}}
-    # Longest words first so 基本满意 and 不满意 are not read as 满意.
-    words = "|".join(re.escape(w) for w in sorted(answers, key=len, reverse=True))
-    match = re.match(rf"^({words})(?:[\s,，。:：]+(.*))?$", (text or "").strip(), re.S)
+    answers, pattern = _answers(tuple(labels_of("rating").items()))
+    match = pattern.match((text or "").strip())
     if match is None:
         return None
     comment = (match.group(2) or "").strip() or None
     return answers[match.group(1)], comment
+
+
+@lru_cache(maxsize=4)
+def _answers(shown: tuple[tuple[str, str], ...]) -> tuple[dict[str, str], re.Pattern]:
+    """Word -> rating and the pattern of a rating reply, built once per set of rating labels."""
+    answers = {**ANSWERS, **{word: code for code, word in shown}}
+    # Longest words first so 基本满意 and 不满意 are not read as 满意.
+    words = "|".join(re.escape(w) for w in sorted(answers, key=len, reverse=True))
+    return answers, re.compile(rf"^({words})(?:[\s,，。:：]+(.*))?$", re.S)
 
 
 def awaiting_rating(session: Session, resident_id: int) -> ServiceRequest | None:
