@@ -220,15 +220,19 @@ def targets(pg_url: str | None) -> list[dict]:
         {"name": "werobot", "mode": "plain",
          "argv": [str(ensure_anchor_venv()), "-w", "2", "werobot_echo:app"], "cwd": anchors},
     ]
+
+    def pg_for(mode: str) -> str | None:
+        """A PostgreSQL database per mode (both servers run at once); None without PostgreSQL."""
+        if not pg_url:
+            return None
+        from sqlalchemy.engine import make_url
+        u = make_url(pg_url)
+        return ensure_pg(u.set(database=f"{u.database}_{mode}").render_as_string(hide_password=False))
+
     for db in ("sqlite", "pg"):
         for mode in ("plain", "safe"):
-            if db == "sqlite":
-                url = f"sqlite:///{WORK}/rs-{mode}.sqlite3"
-            elif pg_url:
-                from sqlalchemy.engine import make_url
-                u = make_url(pg_url)
-                url = ensure_pg(u.set(database=f"{u.database}_{mode}").render_as_string(hide_password=False))
-            if db == "pg" and not (pg_url and url):
+            url = f"sqlite:///{WORK}/rs-{mode}.sqlite3" if db == "sqlite" else pg_for(mode)
+            if url is None:
                 continue
             # As deployed, but no recycled workers (it would reset the memory measured) and the
             # default timeout (a request held past 4 s under load is slow, not stuck).
