@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Index, String, select
+from sqlalchemy import ForeignKey, Index, String, bindparam, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
@@ -74,10 +74,15 @@ def notice_shown(session: Session, resident_id: int, version: str, purpose: str 
 def pending_notice(session: Session, resident_id: int, version: str, now: datetime,
                    within: timedelta) -> ConsentRecord | None:
     """The notice shown to the resident recently and not yet answered, if any."""
-    return session.scalar(select(ConsentRecord).where(
-        ConsentRecord.resident_id == resident_id, ConsentRecord.notice_version == version,
-        ConsentRecord.agreed_at.is_(None), ConsentRecord.declined_at.is_(None),
-        ConsentRecord.shown_at >= now - within).order_by(ConsentRecord.id.desc()).limit(1))
+    return session.scalar(_PENDING_NOTICE, {"resident_id": resident_id, "version": version,
+                                            "since": now - within})
+
+
+# Asked on the step after every notice: built once, each call binds its values.
+_PENDING_NOTICE = (select(ConsentRecord).where(
+    ConsentRecord.resident_id == bindparam("resident_id"), ConsentRecord.notice_version == bindparam("version"),
+    ConsentRecord.agreed_at.is_(None), ConsentRecord.declined_at.is_(None),
+    ConsentRecord.shown_at >= bindparam("since")).order_by(ConsentRecord.id.desc()).limit(1))
 
 
 def ask_right(session: Session, resident_id: int, kind: str, now: datetime) -> RightsRequest:
