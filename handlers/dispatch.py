@@ -5,7 +5,7 @@ import hashlib
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,7 @@ LAST_SEEN_EVERY = timedelta(minutes=1)
 # PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers), and the reply already given to
 # this delivery, if any. Built once; each message only binds its values. On PostgreSQL a twin
 # delivery that waited for the lock may not see the first one's processed row (the subquery reads
-# the statement's snapshot): its insert then conflicts at commit and it answers with the stored
+# the statement's snapshot): its insert then conflicts and it answers with the stored
 # reply (the IntegrityError branch below), its own work rolled back.
 _LOAD = (select(Resident, Conversation,
                 select(ProcessedMessage.reply).where(ProcessedMessage.key == bindparam("key"))
@@ -38,6 +38,27 @@ _LOAD = (select(Resident, Conversation,
          .join(Conversation, Conversation.resident_id == Resident.id)
          .where(Resident.openid == bindparam("openid"))
          .with_for_update(of=Conversation))
+
+
+# The two rows every message writes, as two statements built once (the unit of work would spend
+# more than the database does). Values are bound as v_<column>: SQLAlchemy keeps the columns' names.
+_conversations, _processed = Conversation.__table__, ProcessedMessage.__table__
+_CONVERSATION_COLUMNS = [c.name for c in _conversations.c if c.name != "resident_id"]
+_SAVE_CONVERSATION = (update(_conversations).where(_conversations.c.resident_id == bindparam("rid"))
+                      .values({name: bindparam(f"v_{name}", type_=_conversations.c[name].type)
+                               for name in _CONVERSATION_COLUMNS}))
+_RECORD_DELIVERY = insert(_processed).values(
+    key=bindparam("key"), reply=bindparam("reply", type_=_processed.c.reply.type),
+    created_at=bindparam("now", type_=_processed.c.created_at.type))
+
+
+def _conversation_values(conv: Conversation, now: datetime) -> dict:
+    """The conversation row as the handlers left it, its version moved on (and its time, in a flow)."""
+    values = {f"v_{name}": getattr(conv, name) for name in _CONVERSATION_COLUMNS}
+    values.update(rid=conv.resident_id, v_version=conv.version + 1)
+    if conv.flow:
+        values["v_updated_at"] = now
+    return values
 
 
 def sender_digest(openid: str) -> str:
@@ -84,14 +105,14 @@ def handle(session: Session, msg, services: Services, now: datetime | None = Non
         observe.notify("error", msg)
         return Text(say("error")), False
     ended = observe.flow_event(before, (conv.flow, conv.step), ctx.text)
-    if conv.flow:
-        conv.updated_at = now
-    conv.version += 1
     if msg.type != "event" and (resident.last_message_at is None
                                 or now - resident.last_message_at >= LAST_SEEN_EVERY):
         resident.last_message_at = now
-    session.add(ProcessedMessage(key=key, reply=reply.to_dict(), created_at=now))
     try:
+        # The unit of work flushes only what the handlers added (a request, a timeline entry…).
+        session.execute(_SAVE_CONVERSATION, _conversation_values(conv, now))
+        session.expunge(conv)
+        session.execute(_RECORD_DELIVERY, {"key": key, "reply": reply.to_dict(), "now": now})
         session.commit()
     except IntegrityError:
         # Another worker finished the same delivery first: answer with its reply.

@@ -10,8 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Resident, ServiceRequest
-from models.consent import (ConsentRecord, agree, ask_right, has_consented, notice_shown, pending_notice,
-                            pending_right)
+from models.consent import agree_to_pending, ask_right, has_consented, notice_shown, pending_right
 
 from .context import Context
 from .erasure import erase, owned_rows, points_balance
@@ -68,9 +67,7 @@ def consent_by_answering(ctx: Context, flow, step) -> None:
     if not _needs_consent(ctx, flow) or has_consented(ctx.resident, version):
         return
     within = timedelta(minutes=ctx.services.settings["app"]["flow_idle_minutes"])
-    record = pending_notice(ctx.session, ctx.resident.id, version, ctx.now, within)
-    if record is not None and record.purpose == flow.name:
-        agree(ctx.resident, record, ctx.now)
+    agree_to_pending(ctx.session, ctx.resident, version, flow.name, ctx.now, within)
 
 
 # --- what is stored: a registry of exporters, and a generic fallback --------------------------

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Index, String, bindparam, select
+from sqlalchemy import ForeignKey, Index, String, bindparam, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
@@ -57,32 +57,37 @@ def has_consented(resident, version: str) -> bool:
     return resident.consented_version == version
 
 
-def agree(resident, record: ConsentRecord, now: datetime) -> None:
-    """Records the resident's agreement to the notice they were shown."""
-    record.agreed_at = now
-    resident.consented_version = record.notice_version
-
-
 def notice_shown(session: Session, resident_id: int, version: str, purpose: str | None,
-                 now: datetime) -> ConsentRecord:
+                 now: datetime) -> None:
     """Records that the notice was shown (the resident has not agreed yet)."""
-    record = ConsentRecord(resident_id=resident_id, notice_version=version, purpose=purpose, shown_at=now)
-    session.add(record)
-    return record
+    session.execute(_SHOWN, {"who": resident_id, "version": version, "why": purpose, "now": now})
 
 
-def pending_notice(session: Session, resident_id: int, version: str, now: datetime,
-                   within: timedelta) -> ConsentRecord | None:
-    """The notice shown to the resident recently and not yet answered, if any."""
-    return session.scalar(_PENDING_NOTICE, {"resident_id": resident_id, "version": version,
-                                            "since": now - within})
+def agree_to_pending(session: Session, resident, version: str, purpose: str, now: datetime,
+                     within: timedelta) -> bool:
+    """Records agreement to the notice shown recently for `purpose` and not yet answered, if any."""
+    agreed = session.execute(_AGREE, {"who": resident.id, "version": version, "why": purpose,
+                                      "since": now - within, "now": now}).rowcount
+    if agreed:
+        resident.consented_version = version
+    return bool(agreed)
 
 
-# Asked on the step after every notice: built once, each call binds its values.
-_PENDING_NOTICE = (select(ConsentRecord).where(
-    ConsentRecord.resident_id == bindparam("resident_id"), ConsentRecord.notice_version == bindparam("version"),
-    ConsentRecord.agreed_at.is_(None), ConsentRecord.declined_at.is_(None),
-    ConsentRecord.shown_at >= bindparam("since")).order_by(ConsentRecord.id.desc()).limit(1))
+# Written on a flow's first step and on the answer after it: statements built once, values bound
+# (under names other than the columns', which SQLAlchemy keeps for itself in INSERT and UPDATE).
+_records = ConsentRecord.__table__
+_SHOWN = insert(_records).values(
+    resident_id=bindparam("who"), notice_version=bindparam("version"), purpose=bindparam("why"),
+    shown_at=bindparam("now", type_=_records.c.shown_at.type))
+# The latest notice shown within the window and unanswered is the one agreed to, if it was
+# shown for the flow the resident is answering.
+_latest_open = (select(_records.c.id).where(
+    _records.c.resident_id == bindparam("who"), _records.c.notice_version == bindparam("version"),
+    _records.c.agreed_at.is_(None), _records.c.declined_at.is_(None),
+    _records.c.shown_at >= bindparam("since", type_=_records.c.shown_at.type))
+    .order_by(_records.c.id.desc()).limit(1).scalar_subquery())
+_AGREE = (update(_records).where(_records.c.id == _latest_open, _records.c.purpose == bindparam("why"))
+          .values(agreed_at=bindparam("now", type_=_records.c.agreed_at.type)))
 
 
 def ask_right(session: Session, resident_id: int, kind: str, now: datetime) -> RightsRequest:
