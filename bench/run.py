@@ -8,7 +8,8 @@ Knobs (environment): BENCH_SECONDS (per run, default 10), BENCH_RUNS (rounds, de
 BENCH_RESIDENTS (default 50000), BENCH_MEMORY_MESSAGES (default 100000, 0 skips),
 BENCH_MEMORY_MAX_SECONDS (cap on both memory rounds together, default 300),
 BENCH_PG_URL (default rs_bench on 127.0.0.1: databases rs_bench_plain and rs_bench_safe
-are created if missing; empty string skips PostgreSQL), BENCH_ONLY (comma-separated target names),
+are created if missing; empty string skips PostgreSQL), BENCH_ONLY (comma-separated target names; floor-sqlite-plain is bench/floor.py, the server
+without its conversation logic),
 BENCH_OUTBOX_MESSAGES (default 1000), BENCH_OUTBOX_RATE (the limited run, default 100/s), BENCH_PROFILE=1
 (py-spy records one Red Steward worker during the first round), BENCH_PRELOAD=0 (Red Steward's
 workers build the app themselves instead of forking from a master that preloaded it).
@@ -239,6 +240,11 @@ def targets(pg_url: str | None) -> list[dict]:
             out.append({"name": f"rs-{db}-{mode}", "mode": mode, "db": url, "cwd": ROOT,
                         "argv": [str(PY.parent / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-w", "2",
                                  "--max-requests", "0", "--timeout", "30", "wsgi:app"]})
+    # The same server with the conversation logic taken out (bench/floor.py): the stack's ceiling.
+    floor = dict(next(t for t in out if t["name"] == "rs-sqlite-plain"), name="floor-sqlite-plain",
+                 db=f"sqlite:///{WORK}/floor-plain.sqlite3")
+    floor["argv"] = floor["argv"][:-1] + ["bench.floor:create_app()"]
+    out.append(floor)
     return [t for t in out if not ONLY or t["name"] in ONLY]
 
 
@@ -361,6 +367,7 @@ def table(results: list[dict]) -> str:
 
 TARGETS_TEXT = """targets (compared, not asserted):
   conversation step (rs-*-plain) >= 0.50x wechatpy-echo and >= 2.00x werobot, p99 < 50 ms
+  (floor-sqlite-plain is no target: the same server and database writes with no conversation logic)
   safe mode (rs-*-safe)          >= 0.40x wechatpy-echo
   RSS per worker after 100,000 messages < 150 MB, no growth in the second 100,000
   outbox >= 200 template messages/s with no rate limit; busiest second <= the configured rate"""
