@@ -17,7 +17,7 @@ def _files() -> Environment:
     """The environment for the shipped reply templates, built once per process."""
     env = Environment(loader=FileSystemLoader(TEMPLATE_DIR), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
-                      autoescape=False)
+                      autoescape=False, auto_reload=False)  # shipped files: they change with a restart
     labels.add_to(env)
     return env
 
