@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from sqlalchemy import BigInteger, DateTime, Integer, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 
@@ -44,6 +44,31 @@ BigID = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     """Base class of every table."""
+
+
+def from_values(cls, values: dict):
+    """An unsaved `cls` object holding column values already read (keyed by attribute)."""
+    obj = cls.__mapper__.class_manager.new_instance()
+    obj.__dict__.update(values)
+    return obj
+
+
+def as_loaded(session: Session, cls, values: dict):
+    """The row whose column values were read with Core, as a persistent object of `session`.
+
+    No second query: SQLAlchemy's make_transient_to_detached turns the values into a loaded
+    state, as a query would have. An object of the same identity already in the session wins,
+    as it does for a query.
+    """
+    mapper = cls.__mapper__
+    key = mapper.identity_key_from_primary_key([values[c.key] for c in mapper.primary_key])
+    existing = session.identity_map.get(key)
+    if existing is not None:
+        return existing
+    obj = from_values(cls, values)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
 
 
 BUSY_TIMEOUT = 15.0  # seconds a writer waits for SQLite's write lock before giving up

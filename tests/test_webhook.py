@@ -238,3 +238,34 @@ def test_a_flow_cleared_by_housekeeping_is_explained_once(demo, wx, sessions):
     first = wx.text("o_away", "你好")
     assert "实名认证" in first and "自动结束" in first
     assert "自动结束" not in wx.text("o_away", "你好")
+
+
+def test_a_message_opens_the_service_window_and_an_event_does_not(wx, sessions):
+    # last_message_at opens WeChat's 48-hour window for customer-service messages.
+    def seen():
+        with sessions() as s:
+            return s.scalar(select(Resident.last_message_at).where(Resident.openid == "o_window"))
+
+    wx.send("o_window", "event", Event="subscribe")
+    assert seen() is None  # an event is not the resident writing
+    before = time.time()
+    wx.text("o_window", "你好")
+    first = seen()
+    assert first is not None and before - 1 <= first.timestamp() <= time.time() + 1
+    wx.text("o_window", "在吗")
+    assert seen() == first  # written at most once a minute
+
+
+def test_the_dispatcher_shares_a_resident_the_session_already_holds(app, wx, sessions):
+    # A job or a test may hand the dispatcher a session that has read the resident already.
+    from wechatpy import parse_message
+    from handlers import dispatch
+    wx.send("o_held", "event", Event="subscribe")
+    with sessions() as s:
+        held = s.scalar(select(Resident).where(Resident.openid == "o_held"))
+        msg = parse_message(wx.xml("o_held", "text", Content="帮助"))
+        reply, retry = dispatch.handle(s, msg, app.extensions["redsteward.services"])
+        assert not retry and "实名认证" in reply.content
+        assert held.last_message_at is not None  # the same object, brought up to date
+    with sessions() as s:
+        assert s.scalar(select(Resident.last_message_at).where(Resident.openid == "o_held")) is not None
