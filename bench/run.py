@@ -8,8 +8,8 @@ Knobs (environment): BENCH_SECONDS (per run, default 10), BENCH_RUNS (rounds, de
 BENCH_RESIDENTS (default 50000), BENCH_MEMORY_MESSAGES (default 100000, 0 skips),
 BENCH_MEMORY_MAX_SECONDS (cap on both memory rounds together, default 300),
 BENCH_PG_URL (default rs_bench on 127.0.0.1: databases rs_bench_plain and rs_bench_safe
-are created if missing; empty string skips PostgreSQL), BENCH_ONLY (comma-separated target names; floor-sqlite-plain is bench/floor.py, the server
-without its conversation logic),
+are created if missing; empty string skips PostgreSQL), BENCH_ONLY (comma-separated target
+names; floor-sqlite-plain is bench/floor.py, the server without its conversation logic),
 BENCH_OUTBOX_MESSAGES (default 1000), BENCH_OUTBOX_RATE (the limited run, default 100/s), BENCH_PROFILE=1
 (py-spy records one Red Steward worker during the first round), BENCH_PRELOAD=0 (Red Steward's
 workers build the app themselves instead of forking from a master that preloaded it).
