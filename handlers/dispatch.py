@@ -8,11 +8,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from models import Conversation, ProcessedMessage, Resident, utcnow
 from models.base import as_loaded, from_values
-from models.resident import first_contact
+from models.resident import first_contact, write_now
 
 from . import flows, observe, ratelimit, rating, registry, stewarding
 from .context import Context, Services
@@ -49,15 +48,12 @@ _SPLIT = len(_RESIDENT_KEYS)
 
 
 # The two rows every message writes, as two statements built once (the unit of work would spend
-# more than the database does), and the resident's last_message_at when it moves on. Values are
-# bound as v_<column>: SQLAlchemy keeps the columns' names.
+# more than the database does). Values are bound as v_<column>: SQLAlchemy keeps the columns' names.
 _processed = ProcessedMessage.__table__
 _CONVERSATION_COLUMNS = [c.name for c in _conversations.c if c.name != "resident_id"]
 _SAVE_CONVERSATION = (update(_conversations).where(_conversations.c.resident_id == bindparam("rid"))
                       .values({name: bindparam(f"v_{name}", type_=_conversations.c[name].type)
                                for name in _CONVERSATION_COLUMNS}))
-_SEEN = (update(_residents).where(_residents.c.id == bindparam("rid"))
-         .values(last_message_at=bindparam("now", type_=_residents.c.last_message_at.type)))
 _RECORD_DELIVERY = insert(_processed).values(
     key=bindparam("key"), reply=bindparam("reply", type_=_processed.c.reply.type),
     created_at=bindparam("now", type_=_processed.c.created_at.type))
@@ -124,8 +120,7 @@ def handle(session: Session, msg, services: Services, now: datetime | None = Non
     try:
         # The unit of work flushes only what the handlers added (a request, a timeline entry…).
         if seen:
-            session.execute(_SEEN, {"rid": resident.id, "now": now})
-            set_committed_value(resident, "last_message_at", now)
+            write_now(session, resident, "last_message_at", now)
         session.execute(_SAVE_CONVERSATION, _conversation_values(conv, now))
         session.execute(_RECORD_DELIVERY, {"key": key, "reply": reply.to_dict(), "now": now})
         session.commit()

@@ -5,10 +5,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ForeignKey, Index, String, bindparam, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
-from sqlalchemy.orm.attributes import set_committed_value
 
 from .base import Base, UTCDateTime, utcnow
-from .resident import Resident
+from .resident import write_now
 
 RIGHTS = ("export", "correction", "deletion")
 
@@ -71,9 +70,7 @@ def agree_to_pending(session: Session, resident, version: str, purpose: str, now
     agreed = session.execute(_AGREE, {"who": resident.id, "version": version, "why": purpose,
                                       "since": now - within, "now": now}).rowcount
     if agreed:
-        # Written here, not left to the unit of work: a flush for one column cost more than this.
-        session.execute(_CONSENTED, {"who": resident.id, "version": version})
-        set_committed_value(resident, "consented_version", version)
+        write_now(session, resident, "consented_version", version)
     return bool(agreed)
 
 
@@ -90,9 +87,6 @@ _latest_open = (select(_records.c.id).where(
     _records.c.agreed_at.is_(None), _records.c.declined_at.is_(None),
     _records.c.shown_at >= bindparam("since", type_=_records.c.shown_at.type))
     .order_by(_records.c.id.desc()).limit(1).scalar_subquery())
-_residents = Resident.__table__
-_CONSENTED = (update(_residents).where(_residents.c.id == bindparam("who"))
-              .values(consented_version=bindparam("version")))
 _AGREE = (update(_records).where(_records.c.id == _latest_open, _records.c.purpose == bindparam("why"))
           .values(agreed_at=bindparam("now", type_=_records.c.agreed_at.type)))
 

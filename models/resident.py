@@ -4,8 +4,9 @@ from __future__ import annotations
 import functools
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, bindparam, text
+from sqlalchemy import Boolean, ForeignKey, String, bindparam, text, update
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .base import Base, UTCDateTime, utcnow
 from .labels import codes
@@ -54,6 +55,25 @@ class Resident(Base):
 
     def __repr__(self) -> str:
         return f"<Resident {self.id} {self.openid[:6]}…>"
+
+
+def write_now(session, resident: Resident, column: str, value) -> None:
+    """Writes one column of the resident with its own UPDATE and marks it saved on the object.
+
+    For the columns a conversation step touches (last_message_at, consented_version): one
+    prepared statement costs less than the unit-of-work flush that setting the attribute
+    would lead to.
+    """
+    session.execute(_one_column_update(column), {"rid": resident.id, "value": value})
+    set_committed_value(resident, column, value)
+
+
+@functools.cache
+def _one_column_update(column: str):
+    """UPDATE residents SET <column> = :value WHERE id = :rid, built once per column."""
+    t = Resident.__table__
+    return update(t).where(t.c.id == bindparam("rid")).values(
+        {column: bindparam("value", type_=t.c[column].type)})
 
 
 def first_contact(session, openid: str, now: datetime) -> None:
