@@ -1,8 +1,8 @@
 """The bench's floor: Red Steward's webhook with the conversation logic taken out.
 
-`gunicorn … 'bench.floor:create_app()'` serves the real app (signature, parsing, Flask, the access line,
-the reply's XML) whose dispatcher does only what any stateful bot must do per message: load
-the resident's conversation with Core, create both rows on first contact, save the
+`gunicorn … 'bench.floor:create_app()'` serves the real app (signature, parsing, Flask, the
+access line, the reply's XML) whose dispatcher does only what any stateful bot must do per
+message: load the resident's conversation with Core, create both rows on first contact, save the
 conversation, record the delivery for de-duplication, commit, and answer one fixed text. No
 flow, no consent, no ORM objects, no templates rendered per message.
 

@@ -5,8 +5,10 @@ import time
 
 import pytest
 from sqlalchemy import func, select
+from wechatpy import parse_message
 
 from bot.webhook import sign
+from handlers import dispatch
 from models import ProcessedMessage, Resident
 
 from .conftest import AES_KEY
@@ -258,8 +260,6 @@ def test_a_message_opens_the_service_window_and_an_event_does_not(wx, sessions):
 
 def test_the_dispatcher_shares_a_resident_the_session_already_holds(app, wx, sessions):
     # A job or a test may hand the dispatcher a session that has read the resident already.
-    from wechatpy import parse_message
-    from handlers import dispatch
     wx.send("o_held", "event", Event="subscribe")
     with sessions() as s:
         held = s.scalar(select(Resident).where(Resident.openid == "o_held"))
